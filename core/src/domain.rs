@@ -1,0 +1,176 @@
+//! Domain vocabulary: validated newtypes that every other layer speaks.
+//!
+//! A name that does not satisfy API.md's rule cannot be constructed, so it can never reach a
+//! store, a topic name or a log line unvalidated.
+
+use std::fmt;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Longest client or event name API.md allows.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Why a path segment is not a valid client or event name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("name is empty")]
+    Empty,
+    #[error("name is longer than {MAX_NAME_LEN} characters")]
+    TooLong,
+    #[error("name may contain only ASCII letters, digits, '_' and '-'")]
+    InvalidCharacter,
+}
+
+fn check_name(raw: &str) -> Result<(), NameError> {
+    if raw.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if raw.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong);
+    }
+    // No dots: the Kafka topic is `{client}.{event}`, a dot would make two pairs collide.
+    if !raw
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(NameError::InvalidCharacter);
+    }
+    Ok(())
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses a name against `^[A-Za-z0-9_-]{1,64}$`.
+            pub fn parse(raw: &str) -> Result<Self, NameError> {
+                check_name(raw)?;
+                Ok(Self(raw.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+name_type!(
+    /// The client that owns a set of event names (`{client}` in the paths).
+    ClientId
+);
+name_type!(
+    /// An event name within one client (`{event}` in the paths).
+    EventName
+);
+
+/// A registered schema's version; the first registration of a pair is version 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct SchemaVersion(u32);
+
+impl SchemaVersion {
+    pub const FIRST: Self = Self(1);
+
+    /// Versions start at 1; zero is not a version.
+    pub fn new(raw: u32) -> Option<Self> {
+        (raw >= 1).then_some(Self(raw))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for SchemaVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The id of an accepted event: a UUID v7, so ids sort by acceptance time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct EventId(Uuid);
+
+impl EventId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, uuid::Error> {
+        Uuid::parse_str(raw).map(Self)
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for EventId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_names_parse() {
+        for ok in ["SpongeBob", "Fruits", "a", "A_b-9", &"x".repeat(64)] {
+            assert_eq!(ClientId::parse(ok).unwrap().as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn names_outside_the_rule_are_rejected_with_the_reason() {
+        assert_eq!(EventName::parse(""), Err(NameError::Empty));
+        assert_eq!(EventName::parse(&"x".repeat(65)), Err(NameError::TooLong));
+        for bad in ["a.b", "a/b", "..", "é", "a\0", "a b", "%2e"] {
+            assert_eq!(
+                EventName::parse(bad),
+                Err(NameError::InvalidCharacter),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn version_zero_does_not_exist() {
+        assert_eq!(SchemaVersion::new(0), None);
+        assert_eq!(SchemaVersion::new(1), Some(SchemaVersion::FIRST));
+    }
+
+    #[test]
+    fn event_ids_are_uuid_v7_and_increase() {
+        let a = EventId::new();
+        let b = EventId::new();
+        assert_eq!(a.as_uuid().get_version_num(), 7);
+        assert!(a < b);
+    }
+}

@@ -1,0 +1,173 @@
+//! The HTTP edge's error type: the only place where failures become status codes.
+//! Server-side failures are logged here with their full source chain and answered with a
+//! generic message: no SDK, SQL or file-system text ever reaches a client.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::domain::NameError;
+use crate::processor::ProcessError;
+use crate::schema::{SchemaError, ValidationIssue};
+
+/// Seconds a client should wait before retrying after a 503.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// Everything that can go wrong with a request, in API.md's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid {segment} name: {source}")]
+    InvalidName {
+        segment: &'static str,
+        #[source]
+        source: NameError,
+    },
+    #[error("the request path is not valid UTF-8 or is malformed")]
+    InvalidPath,
+    #[error("Content-Type must be application/json or application/x-www-form-urlencoded")]
+    UnsupportedMediaType,
+    #[error("the body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request body could not be read")]
+    BodyUnreadable,
+    #[error("the body is not valid form encoding")]
+    InvalidForm,
+    #[error("form field `{0}` is missing")]
+    MissingFormField(&'static str),
+    #[error("form field `{0}` is given more than once")]
+    DuplicateFormField(&'static str),
+    #[error("{what} is not valid JSON: {source}")]
+    InvalidJson {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("a batch must be a JSON array of 1 to {max} events")]
+    InvalidBatch { max: usize },
+    #[error("no route for {method} {path}")]
+    NotFound { method: String, path: String },
+    #[error("method {0} is not allowed on this route")]
+    MethodNotAllowed(String),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+}
+
+/// The JSON body of every failure.
+#[derive(Serialize)]
+struct FailureBody<'a> {
+    code: &'static str,
+    msg: String,
+    error: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [ValidationIssue]>,
+}
+
+impl ApiError {
+    /// Status code and stable machine-readable error identifier.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use ProcessError as P;
+        match self {
+            ApiError::InvalidName { .. } => (StatusCode::BAD_REQUEST, "invalid_name"),
+            ApiError::InvalidPath => (StatusCode::BAD_REQUEST, "invalid_path"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            ApiError::BodyUnreadable => (StatusCode::BAD_REQUEST, "body_unreadable"),
+            ApiError::InvalidForm => (StatusCode::BAD_REQUEST, "invalid_form"),
+            ApiError::MissingFormField(_) => (StatusCode::BAD_REQUEST, "missing_form_field"),
+            ApiError::DuplicateFormField(_) => (StatusCode::BAD_REQUEST, "duplicate_form_field"),
+            ApiError::InvalidJson { .. } => (StatusCode::BAD_REQUEST, "invalid_json"),
+            ApiError::InvalidBatch { .. } => (StatusCode::BAD_REQUEST, "invalid_batch"),
+            ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Process(P::NotRegistered { .. }) => {
+                (StatusCode::NOT_FOUND, "event_not_registered")
+            }
+            ApiError::Process(P::InvalidSchema(_)) => (StatusCode::BAD_REQUEST, "invalid_schema"),
+            ApiError::Process(P::SchemaConflict { .. }) => {
+                (StatusCode::CONFLICT, "schema_conflict")
+            }
+            ApiError::Process(P::InvalidEvent(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+            }
+            ApiError::Process(P::Store(_) | P::Stream(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+            }
+        }
+    }
+
+    /// The sentence shown to the client. Server-side failures get a fixed sentence; their
+    /// detail goes to the log only.
+    fn client_message(&self) -> String {
+        match self {
+            ApiError::Process(ProcessError::Store(_)) => {
+                "the schema store is unavailable; nothing was changed, retry later".to_owned()
+            }
+            ApiError::Process(ProcessError::Stream(_)) => {
+                "the event stream is unavailable; the event was not published, retry later"
+                    .to_owned()
+            }
+            ApiError::Process(ProcessError::InvalidSchema(SchemaError::Uncompilable(detail))) => {
+                format!("the schema cannot be compiled: {detail}")
+            }
+            ApiError::Process(ProcessError::InvalidSchema(e)) => e.to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    fn issues(&self) -> Option<Vec<ValidationIssue>> {
+        match self {
+            ApiError::Process(ProcessError::InvalidEvent(issues)) => Some(issues.clone()),
+            ApiError::Process(ProcessError::InvalidSchema(e)) => {
+                let issues = e.issues();
+                (!issues.is_empty()).then_some(issues)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            // Full detail, with the source chain, for operators only.
+            tracing::error!(error = %ErrorChain(&self), "request failed on the server side");
+        } else {
+            tracing::info!(error = %self, status = status.as_u16(), "request rejected");
+        }
+        let issues = self.issues();
+        let body = FailureBody {
+            code: "FAILED",
+            msg: self.client_message(),
+            error: code,
+            errors: issues.as_deref(),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}
+
+/// Displays an error with every `source()` below it, for logs.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}

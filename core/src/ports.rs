@@ -1,0 +1,166 @@
+//! Ports: what the core needs from the outside world, as small async traits.
+//!
+//! Adapters (SQLite, memory, DynamoDB, Kinesis, ...) implement them; the processor holds them
+//! as `Arc<dyn SchemaStore>` / `Arc<dyn EventStream>` and never sees an SDK, SQL or HTTP type.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::domain::{ClientId, EventName, SchemaVersion};
+use crate::envelope::{CloudEvent, Envelope};
+
+/// The underlying cause of an adapter failure, kept for logs (never shown to clients).
+/// `Arc` so errors can be shared by the single-flight schema cache.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Wraps any error as a [`Cause`].
+pub fn cause(error: impl std::error::Error + Send + Sync + 'static) -> Cause {
+    Arc::new(error)
+}
+
+/// A schema-store failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or did not answer within its bounded retries.
+    /// Nothing was changed. Maps to 503.
+    #[error("schema store unavailable")]
+    Unavailable(#[source] Cause),
+    /// The store answered with data this code cannot read (e.g. a hand-edited row).
+    #[error("schema store returned unreadable data")]
+    Corrupt(#[source] Cause),
+}
+
+/// An event-stream failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StreamError {
+    /// The stream did not acknowledge the event(s) within the bounded deadline.
+    /// Nothing that this call reports as failed was acknowledged. Maps to 503.
+    #[error("event stream unavailable")]
+    Unavailable(#[source] Cause),
+    /// A record read back from the stream is not a CloudEvent this code can read.
+    #[error("event stream returned an unreadable record")]
+    Corrupt(#[source] Cause),
+    /// This stream cannot be read from another process (e.g. `memory:`).
+    #[error("this event stream cannot be subscribed to: {0}")]
+    NotSubscribable(&'static str),
+}
+
+/// A schema as stored for one (client, event) pair.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisteredSchema {
+    pub client: ClientId,
+    pub event: EventName,
+    pub version: SchemaVersion,
+    pub schema: Value,
+}
+
+/// One line of `list_events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegisteredEvent {
+    pub client: ClientId,
+    pub event: EventName,
+    pub version: SchemaVersion,
+}
+
+/// What [`SchemaStore::insert_if_absent`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Insert {
+    /// This call registered the pair, at this version.
+    Inserted(SchemaVersion),
+    /// The pair was already registered (by this or another process); nothing was written.
+    Existing(RegisteredSchema),
+}
+
+/// Where schemas live.
+#[async_trait]
+pub trait SchemaStore: Send + Sync {
+    /// Registers `schema` as version 1 of the pair unless the pair already has a schema.
+    /// Atomic: of any number of concurrent calls for one pair, across processes, exactly one
+    /// returns `Inserted`; the others return `Existing` with the winner's schema.
+    /// `Err` means nothing was written.
+    async fn insert_if_absent(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        schema: &Value,
+    ) -> Result<Insert, StoreError>;
+
+    /// The latest schema of the pair, read with strong consistency (a registration that
+    /// returned before this call is visible), or `None` if the pair is not registered.
+    async fn get(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+    ) -> Result<Option<RegisteredSchema>, StoreError>;
+
+    /// Every pair registered by `client` (and only by it), sorted by event name.
+    async fn list(&self, client: &ClientId) -> Result<Vec<RegisteredEvent>, StoreError>;
+
+    /// Creates, idempotently, the tables this store needs (`event-processor setup`).
+    async fn setup(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Where accepted events go.
+#[async_trait]
+pub trait EventStream: Send + Sync {
+    /// Publishes one event and returns only once the stream has durably acknowledged it
+    /// (SQLite commit, Kinesis sequence number, Kafka delivery report with acks=all).
+    /// Transient failures are retried inside a bounded deadline; `Err` means the event is
+    /// not acknowledged and the client must not be told it was.
+    async fn publish(&self, event: &Envelope) -> Result<(), StreamError>;
+
+    /// Publishes several events; the result for each, in input order, with the same
+    /// guarantee as [`EventStream::publish`]. Adapters override this to publish together.
+    async fn publish_batch(&self, events: &[Envelope]) -> Vec<Result<(), StreamError>> {
+        let mut results = Vec::with_capacity(events.len());
+        for event in events {
+            results.push(self.publish(event).await);
+        }
+        results
+    }
+
+    /// Prepares per-pair resources (e.g. a Kafka topic) when a pair is registered.
+    /// Idempotent; called before the registration is stored.
+    async fn prepare(&self, _client: &ClientId, _event: &EventName) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    /// Creates, idempotently, what this stream needs (`event-processor setup`).
+    async fn setup(&self) -> Result<(), StreamError> {
+        Ok(())
+    }
+}
+
+/// Where `listen` starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// Every event still retained by the stream.
+    Beginning,
+    /// Only events accepted after the subscription starts.
+    End,
+}
+
+/// The read side of a stream, for `listen` and for tests that read back what was published.
+#[async_trait]
+pub trait EventSource: Send + Sync {
+    /// Subscribes to one pair's events, in acceptance order.
+    async fn subscribe(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        start: StartAt,
+    ) -> Result<Box<dyn Subscription>, StreamError>;
+}
+
+/// An open subscription.
+#[async_trait]
+pub trait Subscription: Send {
+    /// Waits a short, adapter-chosen time for new events and returns them in order; an empty
+    /// batch means none arrived yet. Never returns an event twice.
+    async fn next_batch(&mut self) -> Result<Vec<CloudEvent>, StreamError>;
+}
