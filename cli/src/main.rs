@@ -1,1 +1,150 @@
-fn main() {}
+//! `event-processor`: the whole gateway in one process (`serve`), its set-up (`setup`), and
+//! the original demo's producer and listener.
+
+mod listen;
+mod produce;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use event_processor_core::config::{
+    Config, DEFAULT_BACKEND, EVENT_STREAM_VAR, SCHEMA_STORE_VAR, StreamConfig,
+};
+use event_processor_core::http::ErrorChain;
+use event_processor_core::App;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(version, about = "An event gateway: register JSON Schemas, validate and publish events")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Backend selection shared by the commands that open backends.
+#[derive(clap::Args, Clone)]
+struct Backends {
+    /// Where schemas live: sqlite:PATH, memory:, postgres://..., dynamodb:TABLE.
+    #[arg(long, env = SCHEMA_STORE_VAR, default_value = DEFAULT_BACKEND)]
+    schema_store: String,
+    /// Where events go: sqlite:PATH, memory:, kafka://HOST:PORT[,HOST:PORT], kinesis:STREAM.
+    #[arg(long, env = EVENT_STREAM_VAR, default_value = DEFAULT_BACKEND)]
+    event_stream: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the whole API in one process.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:5000")]
+        addr: SocketAddr,
+        #[command(flatten)]
+        backends: Backends,
+    },
+    /// Create, idempotently, what the configured backends need (tables, streams).
+    Setup {
+        #[command(flatten)]
+        backends: Backends,
+    },
+    /// The original demo: register SpongeBob/Fruits (or Colors) and send random events.
+    Produce(produce::Args),
+    /// Print each event of a pair as it arrives: `listen CLIENT EVENT` or `listen fruits|colors`.
+    Listen {
+        #[command(flatten)]
+        args: listen::Args,
+        /// Where events are read from (as for `serve`).
+        #[arg(long, env = EVENT_STREAM_VAR, default_value = DEFAULT_BACKEND)]
+        event_stream: String,
+    },
+}
+
+/// A command's failure, reported on stderr with its whole cause chain.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve { .. } | Command::Setup { .. } => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let result: Result<(), BoxError> = match cli.command {
+        Command::Serve { addr, backends } => serve(addr, backends).await,
+        Command::Setup { backends } => setup(backends).await,
+        Command::Produce(args) => produce::run(args).await,
+        Command::Listen { args, event_stream } => listen(args, &event_stream).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", ErrorChain(error.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn app(backends: &Backends) -> Result<App, BoxError> {
+    let config = Config::parse(&backends.schema_store, &backends.event_stream)?;
+    Ok(App::build(&config).await?)
+}
+
+async fn serve(addr: SocketAddr, backends: Backends) -> Result<(), BoxError> {
+    let app = app(&backends).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    // Scripts and tests read this line to learn the bound port (e.g. with --addr 127.0.0.1:0).
+    println!(
+        "event-processor listening on http://{local} (schemas: {}, events: {})",
+        backends.schema_store, backends.event_stream
+    );
+    axum::serve(listener, app.router())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn setup(backends: Backends) -> Result<(), BoxError> {
+    app(&backends).await?.setup().await?;
+    println!(
+        "set up: schemas {}, events {}",
+        backends.schema_store, backends.event_stream
+    );
+    Ok(())
+}
+
+async fn listen(args: listen::Args, event_stream: &str) -> Result<(), BoxError> {
+    let stream = StreamConfig::parse(event_stream)?;
+    let source = event_processor_core::config::event_source(&stream).await?;
+    listen::run(args, source).await
+}
+
+/// Resolves on Ctrl-C or SIGTERM, so in-flight requests finish before the process exits.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
