@@ -8,15 +8,18 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use event_processor_core::App;
 use event_processor_core::config::{
     Config, DEFAULT_BACKEND, EVENT_STREAM_VAR, SCHEMA_STORE_VAR, StreamConfig,
 };
 use event_processor_core::http::ErrorChain;
-use event_processor_core::App;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(version, about = "An event gateway: register JSON Schemas, validate and publish events")]
+#[command(
+    version,
+    about = "An event gateway: register JSON Schemas, validate and publish events"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -24,8 +24,18 @@ pub struct Args {
     rate: f64,
 }
 
-const FRUITS: &[&str] = &["apple", "banana", "cherry", "kiwi", "mango", "pineapple", "watermelon"];
-const COLORS: &[&str] = &["red", "orange", "yellow", "green", "blue", "indigo", "violet"];
+const FRUITS: &[&str] = &[
+    "apple",
+    "banana",
+    "cherry",
+    "kiwi",
+    "mango",
+    "pineapple",
+    "watermelon",
+];
+const COLORS: &[&str] = &[
+    "red", "orange", "yellow", "green", "blue", "indigo", "violet",
+];
 
 struct Demo {
     event: &'static str,
@@ -36,8 +46,16 @@ struct Demo {
 impl Demo {
     fn named(name: &str) -> Self {
         match name {
-            "colors" => Self { event: "Colors", field: "color", values: COLORS },
-            _ => Self { event: "Fruits", field: "fruit", values: FRUITS },
+            "colors" => Self {
+                event: "Colors",
+                field: "color",
+                values: COLORS,
+            },
+            _ => Self {
+                event: "Fruits",
+                field: "fruit",
+                values: FRUITS,
+            },
         }
     }
 
@@ -46,7 +64,11 @@ impl Demo {
     }
 
     fn random_event(&self) -> Value {
-        let value = self.values.choose(&mut rand::rng()).copied().unwrap_or_default();
+        let value = self
+            .values
+            .choose(&mut rand::rng())
+            .copied()
+            .unwrap_or_default();
         json!({ self.field: value })
     }
 }
@@ -64,7 +86,9 @@ pub async fn run(args: Args) -> Result<(), BoxError> {
     }
     let demo = Demo::named(&args.demo);
     let base = args.url.trim_end_matches('/');
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
 
     let register = client
         .post(format!("{base}/SpongeBob/{}/register_event", demo.event))
@@ -74,7 +98,11 @@ pub async fn run(args: Args) -> Result<(), BoxError> {
     let status = register.status();
     let body: Value = register.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
-        return Err(format!("registering SpongeBob/{} failed: {status} {body}", demo.event).into());
+        return Err(format!(
+            "registering SpongeBob/{} failed: {status} {body}",
+            demo.event
+        )
+        .into());
     }
     eprintln!("registered SpongeBob/{} ({status})", demo.event);
 
@@ -101,10 +129,18 @@ pub async fn run(args: Args) -> Result<(), BoxError> {
                 let body: Value = response.json().await.unwrap_or(Value::Null);
                 if status.is_success() {
                     tally.accepted += 1;
-                    println!("sent {event} -> {} id={}", status.as_u16(), body["id"].as_str().unwrap_or("?"));
+                    println!(
+                        "sent {event} -> {} id={}",
+                        status.as_u16(),
+                        body["id"].as_str().unwrap_or("?")
+                    );
                 } else {
                     tally.rejected += 1;
-                    println!("sent {event} -> {} {}", status.as_u16(), body["msg"].as_str().unwrap_or(""));
+                    println!(
+                        "sent {event} -> {} {}",
+                        status.as_u16(),
+                        body["msg"].as_str().unwrap_or("")
+                    );
                 }
             }
             Err(error) => {

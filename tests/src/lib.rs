@@ -1,1 +1,28 @@
+//! Shared test support: the adapter contract suites (the same behaviour checked for every
+//! `SchemaStore` and every `EventStream` implementation) and small helpers.
+//!
+//! A backend's test file instantiates the suites with a constructor:
+//! ```text
+//! event_processor_tests::schema_store_contract!(async { my_store().await });
+//! event_processor_tests::event_stream_contract!(async { (stream.clone(), source.clone()) });
+//! ```
 
+pub mod contract;
+
+use event_processor_core::domain::{ClientId, EventName};
+
+/// A client name no other test (or earlier run against a shared backend) uses.
+pub fn unique_client() -> ClientId {
+    ClientId::parse(&format!("t{}", uuid_simple())).expect("generated names are valid")
+}
+
+pub fn event_name(name: &str) -> EventName {
+    EventName::parse(name).expect("test event names are valid")
+}
+
+fn uuid_simple() -> String {
+    event_processor_core::domain::EventId::new()
+        .as_uuid()
+        .simple()
+        .to_string()
+}

@@ -1,0 +1,392 @@
+//! The adapter contracts. Every function here is one behaviour of a port, written against the
+//! trait only; the macros turn each into a named `#[tokio::test]` for one backend.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use event_processor_core::domain::{ClientId, EventName, SchemaVersion};
+use event_processor_core::envelope::{CloudEvent, Envelope};
+use event_processor_core::ports::{
+    EventSource, EventStream, Insert, SchemaStore, StartAt, Subscription,
+};
+use serde_json::{Value, json};
+
+use crate::{event_name, unique_client};
+
+/// How long a read-back waits for events before the test fails.
+pub const READ_BACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads from `subscription` until `count` events arrived (or fails the test after the timeout).
+pub async fn read_events(subscription: &mut dyn Subscription, count: usize) -> Vec<CloudEvent> {
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + READ_BACK_TIMEOUT;
+    while events.len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {count} events arrived within {READ_BACK_TIMEOUT:?}",
+            events.len()
+        );
+        events.extend(subscription.next_batch().await.expect("subscription reads"));
+    }
+    events
+}
+
+pub mod store {
+    use super::*;
+
+    pub async fn first_registration_is_version_1_and_readable(store: Arc<dyn SchemaStore>) {
+        let (client, event) = (unique_client(), event_name("Fruits"));
+        let schema = json!({"type": "object", "required": ["fruit"]});
+
+        let insert = store
+            .insert_if_absent(&client, &event, &schema)
+            .await
+            .unwrap();
+
+        assert_eq!(insert, Insert::Inserted(SchemaVersion::FIRST));
+        let stored = store
+            .get(&client, &event)
+            .await
+            .unwrap()
+            .expect("registered");
+        assert_eq!(stored.schema, schema);
+        assert_eq!(stored.version, SchemaVersion::FIRST);
+        assert_eq!((stored.client, stored.event), (client, event));
+    }
+
+    pub async fn second_registration_returns_the_first_and_writes_nothing(
+        store: Arc<dyn SchemaStore>,
+    ) {
+        let (client, event) = (unique_client(), event_name("Fruits"));
+        let first = json!({"type": "object"});
+        let second = json!({"type": "array"});
+        store
+            .insert_if_absent(&client, &event, &first)
+            .await
+            .unwrap();
+
+        let insert = store
+            .insert_if_absent(&client, &event, &second)
+            .await
+            .unwrap();
+
+        match insert {
+            Insert::Existing(existing) => assert_eq!(existing.schema, first),
+            other => panic!("expected Existing, got {other:?}"),
+        }
+        assert_eq!(
+            store.get(&client, &event).await.unwrap().unwrap().schema,
+            first
+        );
+    }
+
+    pub async fn concurrent_registrations_have_exactly_one_winner(store: Arc<dyn SchemaStore>) {
+        let (client, event) = (unique_client(), event_name("Race"));
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let (store, client, event) = (store.clone(), client.clone(), event.clone());
+                tokio::spawn(async move {
+                    let schema = json!({"type": "object", "title": format!("contender {i}")});
+                    (
+                        schema.clone(),
+                        store
+                            .insert_if_absent(&client, &event, &schema)
+                            .await
+                            .unwrap(),
+                    )
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            let (schema, insert) = task.await.unwrap();
+            if matches!(insert, Insert::Inserted(_)) {
+                winners.push(schema);
+            }
+        }
+
+        assert_eq!(winners.len(), 1, "exactly one registration wins");
+        assert_eq!(
+            store.get(&client, &event).await.unwrap().unwrap().schema,
+            winners[0]
+        );
+    }
+
+    pub async fn unregistered_pair_is_none(store: Arc<dyn SchemaStore>) {
+        let got = store
+            .get(&unique_client(), &event_name("Nothing"))
+            .await
+            .unwrap();
+        assert_eq!(got, None);
+    }
+
+    pub async fn list_is_sorted_by_event_and_shows_only_that_client(store: Arc<dyn SchemaStore>) {
+        let (a, b) = (unique_client(), unique_client());
+        for name in ["Zebra", "Apple", "Mango"] {
+            store
+                .insert_if_absent(&a, &event_name(name), &json!({}))
+                .await
+                .unwrap();
+        }
+        store
+            .insert_if_absent(&b, &event_name("Other"), &json!({}))
+            .await
+            .unwrap();
+
+        let listed = store.list(&a).await.unwrap();
+
+        let names: Vec<&str> = listed.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(names, ["Apple", "Mango", "Zebra"]);
+        assert!(
+            listed
+                .iter()
+                .all(|e| e.client == a && e.version == SchemaVersion::FIRST)
+        );
+    }
+
+    pub async fn unknown_client_lists_nothing(store: Arc<dyn SchemaStore>) {
+        assert!(store.list(&unique_client()).await.unwrap().is_empty());
+    }
+
+    pub async fn schemas_round_trip_as_json_values(store: Arc<dyn SchemaStore>) {
+        let (client, event) = (unique_client(), event_name("Rich"));
+        let schema = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "Früchte — 果物 \u{1F34D}",
+            "type": "object",
+            "properties": {"n": {"type": "number", "minimum": -1.5e10, "maximum": 12345678901234i64}},
+            "required": ["n"],
+            "additionalProperties": false,
+            "examples": [null, true, [1, [2, [3]]], {"nested": {"deep": "value"}}]
+        });
+        store
+            .insert_if_absent(&client, &event, &schema)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get(&client, &event).await.unwrap().unwrap().schema,
+            schema
+        );
+    }
+}
+
+pub mod stream {
+    use super::*;
+
+    async fn prepared(stream: &dyn EventStream) -> (ClientId, EventName) {
+        let (client, event) = (unique_client(), event_name("Fruits"));
+        stream
+            .prepare(&client, &event)
+            .await
+            .expect("prepare the pair");
+        (client, event)
+    }
+
+    fn envelope(client: &ClientId, event: &EventName, data: Value) -> Envelope {
+        Envelope::new(client, event, SchemaVersion::FIRST, data)
+    }
+
+    pub async fn published_event_is_read_back_with_its_envelope(
+        stream: Arc<dyn EventStream>,
+        source: Arc<dyn EventSource>,
+    ) {
+        let (client, event) = prepared(stream.as_ref()).await;
+        let sent = envelope(
+            &client,
+            &event,
+            json!({"fruit": "kiwi", "n": [1, 2.5, null]}),
+        );
+
+        stream.publish(&sent).await.unwrap();
+
+        let mut subscription = source
+            .subscribe(&client, &event, StartAt::Beginning)
+            .await
+            .unwrap();
+        let got = read_events(subscription.as_mut(), 1).await;
+        assert_eq!(got, vec![sent.cloud_event]);
+    }
+
+    pub async fn events_of_a_pair_are_read_in_publish_order(
+        stream: Arc<dyn EventStream>,
+        source: Arc<dyn EventSource>,
+    ) {
+        let (client, event) = prepared(stream.as_ref()).await;
+        let sent: Vec<Envelope> = (0..25)
+            .map(|i| envelope(&client, &event, json!({"i": i})))
+            .collect();
+
+        for e in &sent {
+            stream.publish(e).await.unwrap();
+        }
+
+        let mut subscription = source
+            .subscribe(&client, &event, StartAt::Beginning)
+            .await
+            .unwrap();
+        let got = read_events(subscription.as_mut(), sent.len()).await;
+        let ids: Vec<&str> = got.iter().map(|e| e.id.as_str()).collect();
+        let expected: Vec<&str> = sent.iter().map(|e| e.cloud_event.id.as_str()).collect();
+        assert_eq!(ids, expected);
+    }
+
+    pub async fn a_subscription_from_the_end_sees_only_new_events(
+        stream: Arc<dyn EventStream>,
+        source: Arc<dyn EventSource>,
+    ) {
+        let (client, event) = prepared(stream.as_ref()).await;
+        stream
+            .publish(&envelope(&client, &event, json!({"old": true})))
+            .await
+            .unwrap();
+        let mut subscription = source
+            .subscribe(&client, &event, StartAt::End)
+            .await
+            .unwrap();
+        // Give subscribers that position themselves lazily time to reach the end.
+        let _ = subscription.next_batch().await.unwrap();
+
+        let new = envelope(&client, &event, json!({"old": false}));
+        stream.publish(&new).await.unwrap();
+
+        let got = read_events(subscription.as_mut(), 1).await;
+        assert_eq!(got, vec![new.cloud_event]);
+    }
+
+    pub async fn pairs_do_not_see_each_others_events(
+        stream: Arc<dyn EventStream>,
+        source: Arc<dyn EventSource>,
+    ) {
+        let (client, event) = prepared(stream.as_ref()).await;
+        let (other_client, _) = prepared(stream.as_ref()).await;
+        let other = event_name("Colors");
+        stream.prepare(&client, &other).await.unwrap();
+        stream
+            .publish(&envelope(&other_client, &event, json!({"x": 1})))
+            .await
+            .unwrap();
+        stream
+            .publish(&envelope(&client, &other, json!({"x": 2})))
+            .await
+            .unwrap();
+        let mine = envelope(&client, &event, json!({"x": 3}));
+        stream.publish(&mine).await.unwrap();
+
+        let mut subscription = source
+            .subscribe(&client, &event, StartAt::Beginning)
+            .await
+            .unwrap();
+        let got = read_events(subscription.as_mut(), 1).await;
+        assert_eq!(got, vec![mine.cloud_event]);
+        // Nothing else arrives for this pair.
+        let more = subscription.next_batch().await.unwrap();
+        assert!(more.is_empty(), "unexpected events: {more:?}");
+    }
+
+    pub async fn a_batch_is_acknowledged_per_event_and_read_back_in_order(
+        stream: Arc<dyn EventStream>,
+        source: Arc<dyn EventSource>,
+    ) {
+        let (client, event) = prepared(stream.as_ref()).await;
+        let batch: Vec<Envelope> = (0..50)
+            .map(|i| envelope(&client, &event, json!({"i": i})))
+            .collect();
+
+        let results = stream.publish_batch(&batch).await;
+
+        assert_eq!(results.len(), batch.len());
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let mut subscription = source
+            .subscribe(&client, &event, StartAt::Beginning)
+            .await
+            .unwrap();
+        let got = read_events(subscription.as_mut(), batch.len()).await;
+        let ids: Vec<&str> = got.iter().map(|e| e.id.as_str()).collect();
+        let expected: Vec<&str> = batch.iter().map(|e| e.cloud_event.id.as_str()).collect();
+        assert_eq!(ids, expected);
+    }
+
+    pub async fn concurrent_publishes_are_all_acknowledged_and_all_stored(
+        stream: Arc<dyn EventStream>,
+        source: Arc<dyn EventSource>,
+    ) {
+        let (client, event) = prepared(stream.as_ref()).await;
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let stream = stream.clone();
+                let sent = envelope(&client, &event, json!({"i": i}));
+                tokio::spawn(async move {
+                    stream.publish(&sent).await.unwrap();
+                    sent.cloud_event.id
+                })
+            })
+            .collect();
+        let mut acknowledged = Vec::new();
+        for task in tasks {
+            acknowledged.push(task.await.unwrap());
+        }
+
+        let mut subscription = source
+            .subscribe(&client, &event, StartAt::Beginning)
+            .await
+            .unwrap();
+        let mut got: Vec<String> = read_events(subscription.as_mut(), acknowledged.len())
+            .await
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        got.sort();
+        acknowledged.sort();
+        assert_eq!(got, acknowledged);
+    }
+}
+
+/// Instantiates the `SchemaStore` contract: `$make` is an expression evaluating to a future
+/// of `Arc<dyn SchemaStore>` (a fresh or shared store; every test uses its own client names).
+#[macro_export]
+macro_rules! schema_store_contract {
+    ($make:expr) => {
+        $crate::schema_store_contract!(@tests $make;
+            first_registration_is_version_1_and_readable,
+            second_registration_returns_the_first_and_writes_nothing,
+            concurrent_registrations_have_exactly_one_winner,
+            unregistered_pair_is_none,
+            list_is_sorted_by_event_and_shows_only_that_client,
+            unknown_client_lists_nothing,
+            schemas_round_trip_as_json_values,
+        );
+    };
+    (@tests $make:expr; $($name:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::contract::store::$name($make.await).await;
+            }
+        )*
+    };
+}
+
+/// Instantiates the `EventStream` contract: `$make` evaluates to a future of
+/// `(Arc<dyn EventStream>, Arc<dyn EventSource>)` over the same stream.
+#[macro_export]
+macro_rules! event_stream_contract {
+    ($make:expr) => {
+        $crate::event_stream_contract!(@tests $make;
+            published_event_is_read_back_with_its_envelope,
+            events_of_a_pair_are_read_in_publish_order,
+            a_subscription_from_the_end_sees_only_new_events,
+            pairs_do_not_see_each_others_events,
+            a_batch_is_acknowledged_per_event_and_read_back_in_order,
+            concurrent_publishes_are_all_acknowledged_and_all_stored,
+        );
+    };
+    (@tests $make:expr; $($name:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (stream, source) = $make.await;
+                $crate::contract::stream::$name(stream, source).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,12 @@
+//! The adapter contracts on the in-memory adapters (the reference the others must match).
+
+use std::sync::Arc;
+
+use event_processor_core::adapters::memory::{MemoryEventStream, MemorySchemaStore};
+
+event_processor_tests::schema_store_contract!(async { Arc::new(MemorySchemaStore::new()) });
+
+event_processor_tests::event_stream_contract!(async {
+    let stream = MemoryEventStream::new();
+    (Arc::new(stream.clone()), Arc::new(stream))
+});
