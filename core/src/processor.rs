@@ -214,3 +214,165 @@ impl Processor {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The original service's cases, at core level on the memory adapters.
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::adapters::memory::{MemoryEventStream, MemorySchemaStore};
+
+    fn fixture() -> (Processor, MemoryEventStream, Arc<MemorySchemaStore>) {
+        let store = Arc::new(MemorySchemaStore::new());
+        let stream = MemoryEventStream::new();
+        let processor = Processor::new(store.clone(), Arc::new(stream.clone()));
+        (processor, stream, store)
+    }
+
+    fn names(client: &str, event: &str) -> (ClientId, EventName) {
+        (ClientId::parse(client).unwrap(), EventName::parse(event).unwrap())
+    }
+
+    fn person_schema() -> Value {
+        json!({
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+            "required": ["name", "age"],
+            "additionalProperties": false
+        })
+    }
+
+    #[tokio::test]
+    async fn a_valid_event_is_published_with_its_id() {
+        let (processor, stream, _) = fixture();
+        let (client, event) = names("a", "Person");
+        processor.register_event(&client, &event, person_schema()).await.unwrap();
+
+        let id = processor
+            .receive_event(&client, &event, json!({"name": "Bob", "age": 3}))
+            .await
+            .unwrap();
+
+        let published = stream.events(&client, &event);
+        assert_eq!(published.len(), 1);
+        assert_eq!(published[0].id, id.to_string());
+        assert_eq!(published[0].data, json!({"name": "Bob", "age": 3}));
+    }
+
+    #[tokio::test]
+    async fn an_invalid_event_is_rejected_with_reasons_and_not_published() {
+        let (processor, stream, _) = fixture();
+        let (client, event) = names("a", "Person");
+        processor.register_event(&client, &event, person_schema()).await.unwrap();
+
+        let error = processor
+            .receive_event(&client, &event, json!({"name": 7, "extra": true}))
+            .await
+            .unwrap_err();
+
+        let ProcessError::InvalidEvent(issues) = error else {
+            panic!("expected InvalidEvent, got {error:?}");
+        };
+        let keywords: Vec<&str> = issues.iter().map(|i| i.keyword.as_str()).collect();
+        assert!(keywords.contains(&"type"), "{issues:?}");
+        assert!(keywords.contains(&"required"), "{issues:?}");
+        assert!(keywords.contains(&"additionalProperties"), "{issues:?}");
+        assert!(issues.iter().any(|i| i.instance_path == "/name"));
+        assert!(stream.events(&client, &event).is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unregistered_event_is_not_registered() {
+        let (processor, _, _) = fixture();
+        let (client, event) = names("a", "Nope");
+        let error = processor.receive_event(&client, &event, json!({})).await.unwrap_err();
+        assert!(matches!(error, ProcessError::NotRegistered { .. }), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn first_registration_creates_version_1_and_the_same_schema_again_is_unchanged() {
+        let (processor, _, _) = fixture();
+        let (client, event) = names("a", "Person");
+        let first = processor.register_event(&client, &event, person_schema()).await.unwrap();
+        let again = processor.register_event(&client, &event, person_schema()).await.unwrap();
+        assert_eq!(first, Registered::Created(SchemaVersion::FIRST));
+        assert_eq!(again, Registered::Unchanged(SchemaVersion::FIRST));
+    }
+
+    #[tokio::test]
+    async fn a_different_schema_for_a_registered_pair_conflicts() {
+        let (processor, _, _) = fixture();
+        let (client, event) = names("a", "Person");
+        processor.register_event(&client, &event, person_schema()).await.unwrap();
+        let error = processor
+            .register_event(&client, &event, json!({"type": "array"}))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ProcessError::SchemaConflict { .. }), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_schema_is_refused_with_reasons_and_not_stored() {
+        let (processor, _, store) = fixture();
+        let (client, event) = names("a", "Person");
+        let error = processor
+            .register_event(&client, &event, json!({"type": "random_type"}))
+            .await
+            .unwrap_err();
+        let ProcessError::InvalidSchema(SchemaError::Invalid(issues)) = error else {
+            panic!("expected InvalidSchema, got {error:?}");
+        };
+        assert!(!issues.is_empty());
+        assert_eq!(store.get(&client, &event).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn listing_client_a_does_not_show_client_b() {
+        let (processor, _, _) = fixture();
+        let (a, fruits) = names("a", "Fruits");
+        let (b, colors) = names("b", "Colors");
+        processor.register_event(&a, &fruits, json!({})).await.unwrap();
+        processor.register_event(&b, &colors, json!({})).await.unwrap();
+
+        let listed = processor.list_registered_events(&a).await.unwrap();
+
+        assert_eq!(
+            listed,
+            vec![RegisteredEvent { client: a, event: fruits, version: SchemaVersion::FIRST }]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_warm_pair_validates_without_reading_the_store() {
+        let (processor, stream, store) = fixture();
+        let (client, event) = names("a", "Person");
+        processor.register_event(&client, &event, person_schema()).await.unwrap();
+        // With the store down, only the cache can answer.
+        store.set_unavailable(true);
+
+        processor
+            .receive_event(&client, &event, json!({"name": "Bob", "age": 3}))
+            .await
+            .unwrap();
+
+        assert_eq!(stream.events(&client, &event).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stream_outage_is_reported_and_nothing_is_acknowledged() {
+        let (processor, stream, _) = fixture();
+        let (client, event) = names("a", "Person");
+        processor.register_event(&client, &event, person_schema()).await.unwrap();
+        stream.set_unavailable(true);
+
+        let error = processor
+            .receive_event(&client, &event, json!({"name": "Bob", "age": 3}))
+            .await
+            .unwrap_err();
+
+        assert!(matches!(error, ProcessError::Stream(_)), "{error:?}");
+        assert!(stream.events(&client, &event).is_empty());
+    }
+}

@@ -137,3 +137,76 @@ fn draft_of(schema: &Value) -> Result<Draft, SchemaError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn draft_defaults_to_2020_12_and_follows_dollar_schema() {
+        // `prefixItems` exists only from 2020-12; under draft 7 it is an unknown keyword.
+        let schema = json!({"prefixItems": [{"type": "string"}]});
+        assert!(CompiledSchema::compile(&schema).unwrap().validate(&json!([1])).is_err());
+        let draft7 = json!({"$schema": "http://json-schema.org/draft-07/schema#", "prefixItems": [{"type": "string"}]});
+        assert!(CompiledSchema::compile(&draft7).unwrap().validate(&json!([1])).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_dialect_is_refused_without_fetching_it() {
+        let schema = json!({"$schema": "http://169.254.169.254/latest/meta-data/"});
+        assert!(matches!(
+            CompiledSchema::compile(&schema),
+            Err(SchemaError::UnsupportedDialect(_))
+        ));
+    }
+
+    #[test]
+    fn a_remote_ref_is_refused_at_compile_time() {
+        for reference in ["http://169.254.169.254/latest/meta-data/", "file:///etc/passwd", "other.json"] {
+            let schema = json!({"$ref": reference});
+            assert!(
+                matches!(CompiledSchema::compile(&schema), Err(SchemaError::Uncompilable(_))),
+                "{reference}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_ref_that_does_not_resolve_inside_the_document_is_refused() {
+        let schema = json!({"$ref": "#/$defs/missing"});
+        assert!(matches!(CompiledSchema::compile(&schema), Err(SchemaError::Uncompilable(_))));
+    }
+
+    #[test]
+    fn local_and_recursive_refs_work() {
+        let schema = json!({
+            "$defs": {"node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/node"}}}},
+            "$ref": "#/$defs/node"
+        });
+        let compiled = CompiledSchema::compile(&schema).unwrap();
+        assert!(compiled.validate(&json!({"next": {"next": {}}})).is_ok());
+        assert!(compiled.validate(&json!({"next": {"next": 3}})).is_err());
+    }
+
+    #[test]
+    fn validation_details_are_json_pointers_and_capped_at_20() {
+        let schema = json!({"type": "array", "items": {"type": "string"}});
+        let compiled = CompiledSchema::compile(&schema).unwrap();
+        let issues = compiled.validate(&json!((0..50).collect::<Vec<_>>())).unwrap_err();
+        assert_eq!(issues.len(), MAX_REPORTED_ERRORS);
+        assert_eq!(issues[3].instance_path, "/3");
+        assert_eq!(issues[3].schema_path, "/items/type");
+        assert_eq!(issues[3].keyword, "type");
+    }
+
+    #[test]
+    fn a_catastrophic_pattern_fails_instead_of_hanging() {
+        let schema = json!({"type": "string", "pattern": "^(a+)+$"});
+        let compiled = CompiledSchema::compile(&schema).unwrap();
+        let hostile = format!("{}!", "a".repeat(40_000));
+        // Either rejected as not matching or as over the backtrack limit: never accepted.
+        assert!(compiled.validate(&json!(hostile)).is_err());
+    }
+}

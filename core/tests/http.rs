@@ -1,0 +1,491 @@
+//! The HTTP layer, driven in-process with `oneshot` on the memory adapters: one test per
+//! behaviour of API.md, with JSON and form bodies. Every response must be JSON.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use event_processor_core::Processor;
+use event_processor_core::adapters::memory::{MemoryEventStream, MemorySchemaStore};
+use event_processor_core::domain::{ClientId, EventName};
+use event_processor_core::http::router;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const JSON: &str = "application/json";
+const FORM: &str = "application/x-www-form-urlencoded";
+
+struct Gateway {
+    router: Router,
+    stream: MemoryEventStream,
+    store: Arc<MemorySchemaStore>,
+}
+
+fn gateway() -> Gateway {
+    let store = Arc::new(MemorySchemaStore::new());
+    let stream = MemoryEventStream::new();
+    let processor = Processor::new(store.clone(), Arc::new(stream.clone()));
+    Gateway { router: router(processor), stream, store }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Gateway {
+    async fn call(&self, method: Method, uri: &str, content_type: Option<&str>, body: impl Into<Body>) -> Reply {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let response = self.router.clone().oneshot(request.body(body.into()).unwrap()).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            Some(JSON),
+            "every response is JSON ({status} for {uri})"
+        );
+        let body: Value = serde_json::from_slice(&bytes).expect("body is JSON");
+        assert!(body["code"] == "SUCCEEDED" || body["code"] == "FAILED", "{body}");
+        assert!(body["msg"].is_string(), "{body}");
+        Reply { status, headers, body }
+    }
+
+    async fn post_json(&self, uri: &str, body: &Value) -> Reply {
+        self.call(Method::POST, uri, Some(JSON), body.to_string()).await
+    }
+
+    async fn post_form(&self, uri: &str, field: &str, json_text: &str) -> Reply {
+        let body = serde_urlencoded::to_string([(field, json_text)]).unwrap();
+        self.call(Method::POST, uri, Some(FORM), body).await
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.call(Method::GET, uri, None, Body::empty()).await
+    }
+
+    async fn register(&self, client: &str, event: &str, schema: &Value) -> Reply {
+        self.post_json(&format!("/{client}/{event}/register_event"), schema).await
+    }
+
+    fn published(&self, client: &str, event: &str) -> Vec<Value> {
+        let (client, event) = (ClientId::parse(client).unwrap(), EventName::parse(event).unwrap());
+        self.stream.events(&client, &event).into_iter().map(|e| e.data).collect()
+    }
+}
+
+fn assert_failure(reply: &Reply, status: StatusCode, error: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert_eq!(reply.body["code"], "FAILED");
+    assert_eq!(reply.body["error"], error, "{}", reply.body);
+}
+
+fn person_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+        "additionalProperties": false
+    })
+}
+
+// ---- 201 / 200: registration -------------------------------------------------------------
+
+#[tokio::test]
+async fn registering_a_new_pair_with_a_json_body_is_201_version_1() {
+    let gw = gateway();
+    let reply = gw.register("SpongeBob", "Fruits", &person_schema()).await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    assert_eq!(
+        reply.body,
+        json!({"code": "SUCCEEDED", "msg": "event registered", "client": "SpongeBob", "event": "Fruits", "version": 1})
+    );
+}
+
+#[tokio::test]
+async fn registering_a_new_pair_with_a_form_body_is_201() {
+    let gw = gateway();
+    let reply = gw
+        .post_form("/SpongeBob/Fruits/register_event", "event_schema", &person_schema().to_string())
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    assert_eq!(reply.body["version"], 1);
+}
+
+#[tokio::test]
+async fn registering_the_identical_schema_again_is_200_with_the_same_body() {
+    let gw = gateway();
+    gw.register("SpongeBob", "Fruits", &person_schema()).await;
+    // Same JSON value, different key order and whitespace, sent as a form.
+    let reordered = r#"{ "additionalProperties": false, "required": ["name","age"],
+        "properties": {"age": {"type": "integer"}, "name": {"type": "string"}}, "type": "object" }"#;
+    let reply = gw.post_form("/SpongeBob/Fruits/register_event", "event_schema", reordered).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["msg"], "event registered");
+    assert_eq!(reply.body["version"], 1);
+}
+
+#[tokio::test]
+async fn registering_a_different_schema_for_a_registered_pair_is_409() {
+    let gw = gateway();
+    gw.register("SpongeBob", "Fruits", &person_schema()).await;
+    let reply = gw.register("SpongeBob", "Fruits", &json!({"type": "array"})).await;
+    assert_failure(&reply, StatusCode::CONFLICT, "schema_conflict");
+}
+
+#[tokio::test]
+async fn an_invalid_schema_is_400_with_the_reasons() {
+    let gw = gateway();
+    let reply = gw.register("SpongeBob", "Fruits", &json!({"type": "random_type"})).await;
+    assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_schema");
+    assert_eq!(reply.body["errors"][0]["instance_path"], "/type");
+    assert!(gw.get("/SpongeBob/Fruits/schema").await.status == StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_invalid_schema_in_a_form_is_400() {
+    let gw = gateway();
+    let reply = gw
+        .post_form("/SpongeBob/Fruits/register_event", "event_schema", r#"{"type":"random_type"}"#)
+        .await;
+    assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_schema");
+}
+
+#[tokio::test]
+async fn a_schema_with_an_unresolvable_ref_is_400() {
+    let gw = gateway();
+    for schema in [json!({"$ref": "#/$defs/missing"}), json!({"$ref": "http://169.254.169.254/latest"})] {
+        let reply = gw.register("SpongeBob", "Fruits", &schema).await;
+        assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_schema");
+    }
+}
+
+// ---- 200: send, get, list ----------------------------------------------------------------
+
+#[tokio::test]
+async fn a_valid_json_event_is_200_with_its_id_and_published() {
+    let gw = gateway();
+    gw.register("SpongeBob", "People", &person_schema()).await;
+    let reply = gw.post_json("/SpongeBob/People/send_event", &json!({"name": "Bob", "age": 3})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["msg"], "event sent");
+    let id = reply.body["id"].as_str().unwrap();
+    assert_eq!(uuid_version(id), 7);
+    assert_eq!(gw.published("SpongeBob", "People"), vec![json!({"name": "Bob", "age": 3})]);
+}
+
+#[tokio::test]
+async fn a_valid_form_event_is_200_and_published() {
+    let gw = gateway();
+    gw.register("SpongeBob", "People", &person_schema()).await;
+    let reply = gw.post_form("/SpongeBob/People/send_event", "event", r#"{"name":"Bob","age":3}"#).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(gw.published("SpongeBob", "People").len(), 1);
+}
+
+#[tokio::test]
+async fn the_registered_schema_is_recovered_with_its_version() {
+    let gw = gateway();
+    gw.register("SpongeBob", "People", &person_schema()).await;
+    let reply = gw.get("/SpongeBob/People/schema").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["msg"], "schema recovered");
+    assert_eq!(reply.body["schema"], person_schema());
+    assert_eq!(reply.body["version"], 1);
+}
+
+#[tokio::test]
+async fn listing_shows_only_that_clients_events_sorted_by_name() {
+    let gw = gateway();
+    gw.register("a", "Zebra", &json!({})).await;
+    gw.register("a", "Apple", &json!({})).await;
+    gw.register("b", "Banana", &json!({})).await;
+    let reply = gw.get("/a/list_events").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.body["events"],
+        json!([{"client": "a", "event": "Apple", "version": 1}, {"client": "a", "event": "Zebra", "version": 1}])
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_client_lists_no_events() {
+    let gw = gateway();
+    let reply = gw.get("/nobody/list_events").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["events"], json!([]));
+}
+
+// ---- 400 ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn malformed_names_are_400() {
+    let gw = gateway();
+    let long = "x".repeat(65);
+    for path in [
+        "/Sponge.Bob/Fruits/send_event".to_owned(),
+        "/SpongeBob/%2e%2e/send_event".to_owned(),
+        "/SpongeBob/Fr%C3%BCits/send_event".to_owned(),
+        "/SpongeBob/a%00b/send_event".to_owned(),
+        "/SpongeBob/a%20b/send_event".to_owned(),
+        format!("/{long}/Fruits/send_event"),
+        format!("/SpongeBob/{long}/send_event"),
+    ] {
+        let reply = gw.call(Method::POST, &path, Some(JSON), "{}").await;
+        assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_name");
+    }
+    let reply = gw.get("/Sponge.Bob/list_events").await;
+    assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_name");
+}
+
+#[tokio::test]
+async fn a_path_that_is_not_utf8_is_400() {
+    let gw = gateway();
+    let reply = gw.call(Method::POST, "/SpongeBob/%FF/send_event", Some(JSON), "{}").await;
+    assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_path");
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_400() {
+    let gw = gateway();
+    gw.register("SpongeBob", "People", &person_schema()).await;
+    for body in ["", "{", r#"{"name": "Bob"} trailing"#, "\u{feff}{}", "nul\0"] {
+        let reply = gw.call(Method::POST, "/SpongeBob/People/send_event", Some(JSON), body).await;
+        assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_json");
+    }
+    let invalid_utf8 = vec![b'"', 0xff, 0xfe, b'"'];
+    let reply = gw.call(Method::POST, "/SpongeBob/People/send_event", Some(JSON), invalid_utf8).await;
+    assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_json");
+    let reply = gw.call(Method::POST, "/SpongeBob/People/register_event", Some(JSON), "not json").await;
+    assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_json");
+}
+
+#[tokio::test]
+async fn a_form_field_that_is_not_json_is_400() {
+    let gw = gateway();
+    gw.register("SpongeBob", "People", &person_schema()).await;
+    let reply = gw.post_form("/SpongeBob/People/send_event", "event", "{not json").await;
+    assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_json");
+}
+
+#[tokio::test]
+async fn a_missing_form_field_is_400_naming_it() {
+    let gw = gateway();
+    gw.register("SpongeBob", "People", &person_schema()).await;
+    let reply = gw.post_form("/SpongeBob/People/send_event", "evnt", "{}").await;
+    assert_failure(&reply, StatusCode::BAD_REQUEST, "missing_form_field");
+    assert!(reply.body["msg"].as_str().unwrap().contains("`event`"));
+    let reply = gw.post_form("/SpongeBob/People/register_event", "schema", "{}").await;
+    assert_failure(&reply, StatusCode::BAD_REQUEST, "missing_form_field");
+    assert!(reply.body["msg"].as_str().unwrap().contains("`event_schema`"));
+}
+
+#[tokio::test]
+async fn a_form_field_given_twice_is_400() {
+    let gw = gateway();
+    let reply = gw.call(Method::POST, "/SpongeBob/People/send_event", Some(FORM), "event=%7B%7D&event=%5B%5D").await;
+    assert_failure(&reply, StatusCode::BAD_REQUEST, "duplicate_form_field");
+}
+
+#[tokio::test]
+async fn a_form_whose_percent_encoding_is_not_utf8_is_400() {
+    let gw = gateway();
+    let reply = gw.call(Method::POST, "/SpongeBob/People/send_event", Some(FORM), "event=%22%FF%22").await;
+    assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_form");
+}
+
+// ---- 404 / 405 ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sending_to_an_unregistered_pair_is_404() {
+    let gw = gateway();
+    let reply = gw.post_json("/SpongeBob/Nope/send_event", &json!({})).await;
+    assert_failure(&reply, StatusCode::NOT_FOUND, "event_not_registered");
+    let reply = gw.post_form("/SpongeBob/Nope/send_event", "event", "{}").await;
+    assert_failure(&reply, StatusCode::NOT_FOUND, "event_not_registered");
+}
+
+#[tokio::test]
+async fn the_schema_of_an_unregistered_pair_is_404() {
+    let gw = gateway();
+    let reply = gw.get("/SpongeBob/Nope/schema").await;
+    assert_failure(&reply, StatusCode::NOT_FOUND, "event_not_registered");
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_404() {
+    let gw = gateway();
+    for path in ["/", "/SpongeBob", "/a/b/c/d", "/SpongeBob/Fruits/send_eventz"] {
+        let reply = gw.get(path).await;
+        assert_failure(&reply, StatusCode::NOT_FOUND, "not_found");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_method_on_a_known_route_is_405() {
+    let gw = gateway();
+    for (method, path) in [
+        (Method::GET, "/SpongeBob/Fruits/send_event"),
+        (Method::PUT, "/SpongeBob/Fruits/register_event"),
+        (Method::DELETE, "/SpongeBob/Fruits/schema"),
+        (Method::POST, "/SpongeBob/list_events"),
+    ] {
+        let reply = gw.call(method, path, Some(JSON), "{}").await;
+        assert_failure(&reply, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    }
+}
+
+// ---- 413 ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_event_over_1_mib_is_413_as_json_or_form() {
+    let gw = gateway();
+    gw.register("SpongeBob", "Any", &json!({})).await;
+    let big = json!({"blob": "x".repeat(1024 * 1024)});
+    let reply = gw.post_json("/SpongeBob/Any/send_event", &big).await;
+    assert_failure(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let reply = gw.post_form("/SpongeBob/Any/send_event", "event", &big.to_string()).await;
+    assert_failure(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    assert!(gw.published("SpongeBob", "Any").is_empty());
+}
+
+#[tokio::test]
+async fn an_event_just_under_1_mib_is_accepted() {
+    let gw = gateway();
+    gw.register("SpongeBob", "Any", &json!({})).await;
+    let fits = json!({"blob": "x".repeat(1024 * 1024 - 100)});
+    let reply = gw.post_json("/SpongeBob/Any/send_event", &fits).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_schema_over_256_kib_is_413() {
+    let gw = gateway();
+    let big = json!({"description": "x".repeat(256 * 1024)});
+    let reply = gw.register("SpongeBob", "Any", &big).await;
+    assert_failure(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}
+
+#[tokio::test]
+async fn a_declared_content_length_over_the_limit_is_413_before_reading() {
+    let gw = gateway();
+    let request = Request::post("/SpongeBob/Any/send_event")
+        .header(header::CONTENT_TYPE, JSON)
+        .header(header::CONTENT_LENGTH, "10000000000")
+        .body(Body::from("{}"))
+        .unwrap();
+    let response = gw.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+// ---- 415 ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_content_type_other_than_json_or_form_is_415() {
+    let gw = gateway();
+    gw.register("SpongeBob", "Any", &json!({})).await;
+    for content_type in [
+        Some("text/plain"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/xml"),
+        Some("application/json; charset=latin1"),
+        Some("not a mime type"),
+        None,
+    ] {
+        let reply = gw.call(Method::POST, "/SpongeBob/Any/send_event", content_type, "{}").await;
+        assert_failure(&reply, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    }
+    assert!(gw.published("SpongeBob", "Any").is_empty());
+}
+
+#[tokio::test]
+async fn json_with_a_utf8_charset_parameter_is_accepted() {
+    let gw = gateway();
+    gw.register("SpongeBob", "Any", &json!({})).await;
+    let reply = gw
+        .call(Method::POST, "/SpongeBob/Any/send_event", Some("application/json; charset=UTF-8"), "{}")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+// ---- 422 ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_event_that_breaks_the_schema_is_422_with_json_pointers() {
+    let gw = gateway();
+    gw.register("SpongeBob", "People", &person_schema()).await;
+    let reply = gw.post_json("/SpongeBob/People/send_event", &json!({"name": 7, "extra": 1})).await;
+    assert_failure(&reply, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let errors = reply.body["errors"].as_array().unwrap();
+    let type_error = errors.iter().find(|e| e["keyword"] == "type").expect("a type error");
+    assert_eq!(type_error["instance_path"], "/name");
+    assert_eq!(type_error["schema_path"], "/properties/name/type");
+    assert!(type_error["message"].is_string());
+    assert!(errors.iter().any(|e| e["keyword"] == "required"));
+    assert!(errors.iter().any(|e| e["keyword"] == "additionalProperties"));
+    assert!(gw.published("SpongeBob", "People").is_empty());
+}
+
+#[tokio::test]
+async fn an_invalid_form_event_is_422() {
+    let gw = gateway();
+    gw.register("SpongeBob", "People", &person_schema()).await;
+    let reply = gw.post_form("/SpongeBob/People/send_event", "event", r#"{"name":"Bob"}"#).await;
+    assert_failure(&reply, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+}
+
+#[tokio::test]
+async fn validation_details_are_capped_at_20() {
+    let gw = gateway();
+    gw.register("SpongeBob", "Strings", &json!({"type": "array", "items": {"type": "string"}})).await;
+    let reply = gw.post_json("/SpongeBob/Strings/send_event", &json!((0..100).collect::<Vec<_>>())).await;
+    assert_failure(&reply, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(reply.body["errors"].as_array().unwrap().len(), 20);
+}
+
+// ---- 503 ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_stream_outage_is_503_with_retry_after_and_no_internals() {
+    let gw = gateway();
+    gw.register("SpongeBob", "People", &person_schema()).await;
+    gw.stream.set_unavailable(true);
+    let reply = gw.post_json("/SpongeBob/People/send_event", &json!({"name": "Bob", "age": 3})).await;
+    assert_failure(&reply, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    assert_eq!(reply.headers.get(header::RETRY_AFTER).unwrap(), "1");
+    assert!(!reply.body.to_string().contains("memory adapter"), "{}", reply.body);
+    assert!(gw.published("SpongeBob", "People").is_empty());
+}
+
+#[tokio::test]
+async fn a_schema_store_outage_is_503_with_retry_after() {
+    let gw = gateway();
+    gw.store.set_unavailable(true);
+    let reply = gw.register("SpongeBob", "People", &person_schema()).await;
+    assert_failure(&reply, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    assert!(reply.headers.contains_key(header::RETRY_AFTER));
+    let reply = gw.post_json("/SpongeBob/People/send_event", &json!({})).await;
+    assert_failure(&reply, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    let reply = gw.get("/SpongeBob/list_events").await;
+    assert_failure(&reply, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+}
+
+// ---- cross-cutting -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let gw = gateway();
+    let reply = gw.get("/nobody/list_events").await;
+    assert!(reply.headers.contains_key("x-request-id"));
+}
+
+fn uuid_version(id: &str) -> usize {
+    // The 13th hex digit of a UUID is its version.
+    usize::from_str_radix(&id.replace('-', "")[12..13], 16).unwrap()
+}
