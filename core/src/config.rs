@@ -224,6 +224,12 @@ pub async fn event_source(config: &StreamConfig) -> Result<Arc<dyn EventSource>,
         StreamConfig::Sqlite(path) => Ok(sqlite_db(path, EVENT_STREAM_VAR)?),
         #[cfg(not(feature = "sqlite"))]
         StreamConfig::Sqlite(_) => Err(not_compiled(EVENT_STREAM_VAR, "SQLite", "sqlite")),
+        #[cfg(feature = "kafka")]
+        StreamConfig::Kafka { brokers } => Ok(Arc::new(crate::adapters::kafka::KafkaSource::new(
+            brokers,
+            crate::adapters::kafka::KafkaOptions::default(),
+        ))),
+        #[cfg(not(feature = "kafka"))]
         StreamConfig::Kafka { .. } => Err(not_compiled(EVENT_STREAM_VAR, "Kafka", "kafka")),
         StreamConfig::Kinesis { .. } => Err(not_compiled(EVENT_STREAM_VAR, "Kinesis", "aws")),
     }
@@ -248,6 +254,16 @@ async fn open_store(config: &Config) -> Result<Arc<dyn SchemaStore>, ConfigError
         StoreConfig::Sqlite(path) => Ok(sqlite_db(path, SCHEMA_STORE_VAR)?),
         #[cfg(not(feature = "sqlite"))]
         StoreConfig::Sqlite(_) => Err(not_compiled(SCHEMA_STORE_VAR, "SQLite", "sqlite")),
+        #[cfg(feature = "postgres")]
+        StoreConfig::Postgres(url) => Ok(Arc::new(
+            crate::adapters::postgres::PostgresStore::connect(url)
+                .await
+                .map_err(|e| ConfigError::Open {
+                    variable: SCHEMA_STORE_VAR,
+                    source: crate::ports::cause(e),
+                })?,
+        )),
+        #[cfg(not(feature = "postgres"))]
         StoreConfig::Postgres(_) => Err(not_compiled(SCHEMA_STORE_VAR, "PostgreSQL", "postgres")),
         StoreConfig::DynamoDb { .. } => Err(not_compiled(SCHEMA_STORE_VAR, "DynamoDB", "aws")),
     }
@@ -260,6 +276,18 @@ async fn open_stream(config: &Config) -> Result<Arc<dyn EventStream>, ConfigErro
         StreamConfig::Sqlite(path) => Ok(sqlite_db(path, EVENT_STREAM_VAR)?),
         #[cfg(not(feature = "sqlite"))]
         StreamConfig::Sqlite(_) => Err(not_compiled(EVENT_STREAM_VAR, "SQLite", "sqlite")),
+        #[cfg(feature = "kafka")]
+        StreamConfig::Kafka { brokers } => Ok(Arc::new(
+            crate::adapters::kafka::KafkaStream::connect(
+                brokers,
+                crate::adapters::kafka::KafkaOptions::default(),
+            )
+            .map_err(|e| ConfigError::Open {
+                variable: EVENT_STREAM_VAR,
+                source: crate::ports::cause(e),
+            })?,
+        )),
+        #[cfg(not(feature = "kafka"))]
         StreamConfig::Kafka { .. } => Err(not_compiled(EVENT_STREAM_VAR, "Kafka", "kafka")),
         StreamConfig::Kinesis { .. } => Err(not_compiled(EVENT_STREAM_VAR, "Kinesis", "aws")),
     }
@@ -328,6 +356,10 @@ mod tests {
         }
     }
 
+    // Needs a backend that is not compiled in: Kafka, unless the `kafka` feature is on.
+    #[cfg(not(feature = "kafka"))]
+    // Runs in the feature-less build that scripts/test also makes (`--no-default-features`).
+    #[cfg(not(feature = "kafka"))]
     #[tokio::test]
     async fn a_backend_not_compiled_in_names_the_feature() {
         let config = Config::parse("memory:", "kafka://localhost:9092").unwrap();

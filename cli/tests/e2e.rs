@@ -1,0 +1,174 @@
+//! End to end with the real binary, as a user runs it: `serve` on the embedded default in a
+//! fresh directory, the demo `produce`r, and `listen` in separate processes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_event-processor");
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A child process killed when the test ends, pass or fail.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn command(dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(dir)
+        .env_remove("SCHEMA_STORE")
+        .env_remove("EVENT_STREAM")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// Lines of a child's output, read on a thread so the test can wait with a timeout.
+fn lines(stdout: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+/// Starts `serve` on a free port with no configuration; returns it and its base URL.
+fn serve(dir: &Path) -> (Running, String) {
+    let mut child = command(dir)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let first = lines(child.stdout.take().unwrap())
+        .recv_timeout(TIMEOUT)
+        .expect("serve prints its address");
+    let url = first
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .to_owned();
+    (Running(child), url)
+}
+
+/// Runs `produce fruits --count N` to completion; returns the ids it reports as accepted.
+fn produce(dir: &Path, url: &str, count: u32) -> Vec<String> {
+    let output = command(dir)
+        .args([
+            "produce",
+            "fruits",
+            "--rate",
+            "200",
+            "--url",
+            url,
+            "--count",
+            &count.to_string(),
+        ])
+        .output()
+        .expect("produce runs");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "produce failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "summary: sent {count}, accepted {count}, rejected 0"
+        )),
+        "{stdout}"
+    );
+    stdout
+        .lines()
+        .filter_map(|line| line.split("id=").nth(1))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Starts `listen` with `args` and waits until it is subscribed; returns it and its stdout lines.
+fn listen(dir: &Path, args: &[&str]) -> (Running, mpsc::Receiver<String>) {
+    let mut child = command(dir)
+        .arg("listen")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("listen starts");
+    let stdout = lines(child.stdout.take().unwrap());
+    let stderr = lines(child.stderr.take().unwrap());
+    // `listen` announces itself on stderr once its subscription has its starting position.
+    let announced = stderr
+        .recv_timeout(TIMEOUT)
+        .expect("listen announces itself");
+    assert!(announced.starts_with("listening to"), "{announced}");
+    (Running(child), stdout)
+}
+
+fn read_ids(lines: &mpsc::Receiver<String>, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|_| {
+            let line = lines
+                .recv_timeout(TIMEOUT)
+                .expect("listen prints each event");
+            let event: Value = serde_json::from_str(&line).expect("one JSON CloudEvent per line");
+            assert_eq!(event["source"], "/SpongeBob");
+            assert_eq!(event["type"], "Fruits");
+            assert!(event["data"]["fruit"].is_string());
+            event["id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn serve_then_produce_five_then_listen_from_the_beginning_shows_the_five() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = serve(dir.path());
+
+    let sent = produce(dir.path(), &url, 5);
+    let (_listener, lines) = listen(dir.path(), &["SpongeBob", "Fruits", "--from-beginning"]);
+
+    assert_eq!(sent.len(), 5);
+    assert_eq!(read_ids(&lines, 5), sent);
+    assert!(
+        dir.path().join("event-processor.db").exists(),
+        "the embedded default file"
+    );
+}
+
+#[test]
+fn a_listener_in_another_process_sees_events_as_they_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = serve(dir.path());
+    produce(dir.path(), &url, 2); // history the listener must not replay
+    let (_listener, lines) = listen(dir.path(), &["fruits"]);
+
+    let sent = produce(dir.path(), &url, 3);
+
+    assert_eq!(read_ids(&lines, 3), sent);
+}
+
+#[test]
+fn a_configuration_that_does_not_parse_is_a_start_up_error_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path())
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("SCHEMA_STORE", "mysql://nope")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("SCHEMA_STORE"), "{stderr}");
+}

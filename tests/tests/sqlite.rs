@@ -1,0 +1,217 @@
+//! The embedded default, for real: a SQLite file on disk driven through the same router
+//! `serve` mounts. Durability across restarts, gap-free offsets under concurrency, and
+//! atomic registration across independent connections (as two processes would have).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use event_processor_core::Processor;
+use event_processor_core::adapters::sqlite::SqliteDb;
+use event_processor_core::http::router;
+use event_processor_core::ports::{EventSource, SchemaStore, StartAt};
+use event_processor_tests::contract::read_events;
+use event_processor_tests::{event_name, unique_client};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+fn db_path() -> PathBuf {
+    tempfile::tempdir().unwrap().keep().join("gateway.db")
+}
+
+fn gateway(db: &Arc<SqliteDb>) -> Router {
+    router(Processor::new(db.clone(), db.clone()))
+}
+
+async fn post(router: &Router, uri: &str, body: &Value) -> (StatusCode, Value) {
+    let request = Request::post(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// (offset, id) of every event of the pair, read straight from the file.
+fn offsets(path: &Path, client: &str, event: &str) -> Vec<(i64, String)> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut query = conn
+        .prepare("SELECT offset, id FROM events WHERE client = ?1 AND event = ?2 ORDER BY offset")
+        .unwrap();
+    query
+        .query_map([client, event], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_versions_and_events_survive_a_restart_in_order() {
+    let path = db_path();
+    let client = unique_client();
+    let mut ids = Vec::new();
+    {
+        let db = SqliteDb::open(&path).unwrap();
+        let gw = gateway(&db);
+        let (status, _) = post(
+            &gw,
+            &format!("/{client}/Fruits/register_event"),
+            &json!({"required": ["fruit"]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        for i in 0..10 {
+            let (status, body) = post(
+                &gw,
+                &format!("/{client}/Fruits/send_event"),
+                &json!({"fruit": i}),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK);
+            ids.push(body["id"].as_str().unwrap().to_owned());
+        }
+    } // every handle dropped: the writer thread ends, as at process exit
+
+    let db = SqliteDb::open(&path).unwrap();
+    let stored = db
+        .get(&client, &event_name("Fruits"))
+        .await
+        .unwrap()
+        .expect("schema kept");
+    assert_eq!(stored.schema, json!({"required": ["fruit"]}));
+    assert_eq!(stored.version.get(), 1);
+    let mut subscription = db
+        .subscribe(&client, &event_name("Fruits"), StartAt::Beginning)
+        .await
+        .unwrap();
+    let events = read_events(subscription.as_mut(), 10).await;
+    let read_ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(read_ids, ids);
+    assert_eq!(events[9].data, json!({"fruit": 9}));
+    // A restarted gateway accepts events for the pair without re-registration.
+    let (status, _) = post(
+        &gateway(&db),
+        &format!("/{client}/Fruits/send_event"),
+        &json!({"fruit": 10}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_sends_are_all_committed_with_gap_free_offsets() {
+    let path = db_path();
+    let db = SqliteDb::open(&path).unwrap();
+    let gw = gateway(&db);
+    let client = unique_client();
+    post(
+        &gw,
+        &format!("/{client}/Load/register_event"),
+        &json!({"type": "object"}),
+    )
+    .await;
+
+    let sends: Vec<_> = (0..1000)
+        .map(|i| {
+            let (gw, uri) = (gw.clone(), format!("/{client}/Load/send_event"));
+            tokio::spawn(async move { post(&gw, &uri, &json!({"i": i})).await })
+        })
+        .collect();
+    let mut acknowledged = BTreeSet::new();
+    for send in sends {
+        let (status, body) = send.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        acknowledged.insert(body["id"].as_str().unwrap().to_owned());
+    }
+
+    let rows = offsets(&path, client.as_str(), "Load");
+    let offsets_seen: Vec<i64> = rows.iter().map(|(offset, _)| *offset).collect();
+    assert_eq!(
+        offsets_seen,
+        (0..1000).collect::<Vec<i64>>(),
+        "gap-free, from 0"
+    );
+    let stored: BTreeSet<String> = rows.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(
+        stored, acknowledged,
+        "every acknowledged event is in the log, and only those"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_different_registrations_give_exactly_one_201() {
+    let path = db_path();
+    // Two independent handles (two connections, two writer threads) on one file, like two
+    // gateway processes.
+    let (first, second) = (
+        SqliteDb::open(&path).unwrap(),
+        SqliteDb::open(&path).unwrap(),
+    );
+    let gateways = [gateway(&first), gateway(&second)];
+    let client = unique_client();
+
+    let attempts: Vec<_> = (0..20)
+        .map(|i| {
+            let gw = gateways[i % 2].clone();
+            let uri = format!("/{client}/Race/register_event");
+            tokio::spawn(async move {
+                post(&gw, &uri, &json!({"title": format!("contender {i}")})).await
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        statuses.push(attempt.await.unwrap().0);
+    }
+
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let conflicts = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((created, conflicts), (1, 19), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_locked_past_the_busy_timeout_is_503_and_nothing_is_acknowledged() {
+    let path = db_path();
+    let db = SqliteDb::open(&path).unwrap();
+    let gw = gateway(&db);
+    let client = unique_client();
+    post(&gw, &format!("/{client}/Fruits/register_event"), &json!({})).await;
+    // Another connection holds the write lock for longer than the busy timeout.
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let (status, body) = post(
+        &gw,
+        &format!("/{client}/Fruits/send_event"),
+        &json!({"fruit": 1}),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        !body.to_string().to_lowercase().contains("sqlite"),
+        "{body}"
+    );
+    blocker.execute_batch("ROLLBACK").unwrap();
+    assert!(offsets(&path, client.as_str(), "Fruits").is_empty());
+    // And the gateway recovers once the lock is gone.
+    let (status, _) = post(
+        &gw,
+        &format!("/{client}/Fruits/send_event"),
+        &json!({"fruit": 2}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
