@@ -6,9 +6,11 @@ pub mod config;
 pub mod domain;
 pub mod envelope;
 pub mod http;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod ports;
 pub mod processor;
 pub mod schema;
 
 pub use config::{App, ConfigError};
-pub use processor::{ProcessError, Processor, Registered};
+pub use processor::{ItemOutcome, ProcessError, Processor, Registered};

@@ -21,6 +21,21 @@ pub fn cause(error: impl std::error::Error + Send + Sync + 'static) -> Cause {
     Arc::new(error)
 }
 
+/// Displays an error with every `source()` below it, for logs.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}
+
 /// A schema-store failure.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {

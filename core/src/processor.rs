@@ -59,6 +59,17 @@ impl Registered {
     }
 }
 
+/// What became of one event of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemOutcome {
+    /// Acknowledged by the stream.
+    Accepted(EventId),
+    /// Does not satisfy the schema; not published.
+    Invalid(Vec<ValidationIssue>),
+    /// Valid, but the stream did not acknowledge it; the client may retry it.
+    Unavailable,
+}
+
 /// A pair's compiled schema as the hot path needs it.
 #[derive(Debug, Clone)]
 struct CachedSchema {
@@ -148,6 +159,48 @@ impl Processor {
         Ok(envelope.id)
     }
 
+    /// Validates each event of a batch on its own and publishes the valid ones together
+    /// (one stream call); returns one outcome per input, in input order.
+    #[tracing::instrument(skip(self, items), fields(%client, %event, items = items.len()))]
+    pub async fn receive_events(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        items: Vec<Value>,
+    ) -> Result<Vec<ItemOutcome>, ProcessError> {
+        let schema = self.compiled(client, event).await?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut envelopes = Vec::with_capacity(items.len());
+        for data in items {
+            match schema.compiled.validate(&data) {
+                Ok(()) => {
+                    // Placeholder until the stream answers for this envelope.
+                    outcomes.push(ItemOutcome::Unavailable);
+                    envelopes.push((
+                        outcomes.len() - 1,
+                        Envelope::new(client, event, schema.version, data),
+                    ));
+                }
+                Err(issues) => outcomes.push(ItemOutcome::Invalid(issues)),
+            }
+        }
+        if envelopes.is_empty() {
+            return Ok(outcomes);
+        }
+        let (indexes, envelopes): (Vec<usize>, Vec<Envelope>) = envelopes.into_iter().unzip();
+        let results = self.stream.publish_batch(&envelopes).await;
+        for ((index, envelope), result) in indexes.into_iter().zip(&envelopes).zip(results) {
+            outcomes[index] = match result {
+                Ok(()) => ItemOutcome::Accepted(envelope.id),
+                Err(error) => {
+                    tracing::warn!(error = %crate::ports::ErrorChain(&error), id = %envelope.id, "batch item not acknowledged");
+                    ItemOutcome::Unavailable
+                }
+            };
+        }
+        Ok(outcomes)
+    }
+
     /// The pair's registered schema, read from the store.
     #[tracing::instrument(skip(self), fields(%client, %event))]
     pub async fn get_event_schema(
@@ -232,7 +285,10 @@ mod tests {
     }
 
     fn names(client: &str, event: &str) -> (ClientId, EventName) {
-        (ClientId::parse(client).unwrap(), EventName::parse(event).unwrap())
+        (
+            ClientId::parse(client).unwrap(),
+            EventName::parse(event).unwrap(),
+        )
     }
 
     fn person_schema() -> Value {
@@ -248,7 +304,10 @@ mod tests {
     async fn a_valid_event_is_published_with_its_id() {
         let (processor, stream, _) = fixture();
         let (client, event) = names("a", "Person");
-        processor.register_event(&client, &event, person_schema()).await.unwrap();
+        processor
+            .register_event(&client, &event, person_schema())
+            .await
+            .unwrap();
 
         let id = processor
             .receive_event(&client, &event, json!({"name": "Bob", "age": 3}))
@@ -265,7 +324,10 @@ mod tests {
     async fn an_invalid_event_is_rejected_with_reasons_and_not_published() {
         let (processor, stream, _) = fixture();
         let (client, event) = names("a", "Person");
-        processor.register_event(&client, &event, person_schema()).await.unwrap();
+        processor
+            .register_event(&client, &event, person_schema())
+            .await
+            .unwrap();
 
         let error = processor
             .receive_event(&client, &event, json!({"name": 7, "extra": true}))
@@ -287,16 +349,28 @@ mod tests {
     async fn an_unregistered_event_is_not_registered() {
         let (processor, _, _) = fixture();
         let (client, event) = names("a", "Nope");
-        let error = processor.receive_event(&client, &event, json!({})).await.unwrap_err();
-        assert!(matches!(error, ProcessError::NotRegistered { .. }), "{error:?}");
+        let error = processor
+            .receive_event(&client, &event, json!({}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ProcessError::NotRegistered { .. }),
+            "{error:?}"
+        );
     }
 
     #[tokio::test]
     async fn first_registration_creates_version_1_and_the_same_schema_again_is_unchanged() {
         let (processor, _, _) = fixture();
         let (client, event) = names("a", "Person");
-        let first = processor.register_event(&client, &event, person_schema()).await.unwrap();
-        let again = processor.register_event(&client, &event, person_schema()).await.unwrap();
+        let first = processor
+            .register_event(&client, &event, person_schema())
+            .await
+            .unwrap();
+        let again = processor
+            .register_event(&client, &event, person_schema())
+            .await
+            .unwrap();
         assert_eq!(first, Registered::Created(SchemaVersion::FIRST));
         assert_eq!(again, Registered::Unchanged(SchemaVersion::FIRST));
     }
@@ -305,12 +379,18 @@ mod tests {
     async fn a_different_schema_for_a_registered_pair_conflicts() {
         let (processor, _, _) = fixture();
         let (client, event) = names("a", "Person");
-        processor.register_event(&client, &event, person_schema()).await.unwrap();
+        processor
+            .register_event(&client, &event, person_schema())
+            .await
+            .unwrap();
         let error = processor
             .register_event(&client, &event, json!({"type": "array"}))
             .await
             .unwrap_err();
-        assert!(matches!(error, ProcessError::SchemaConflict { .. }), "{error:?}");
+        assert!(
+            matches!(error, ProcessError::SchemaConflict { .. }),
+            "{error:?}"
+        );
     }
 
     #[tokio::test]
@@ -333,14 +413,24 @@ mod tests {
         let (processor, _, _) = fixture();
         let (a, fruits) = names("a", "Fruits");
         let (b, colors) = names("b", "Colors");
-        processor.register_event(&a, &fruits, json!({})).await.unwrap();
-        processor.register_event(&b, &colors, json!({})).await.unwrap();
+        processor
+            .register_event(&a, &fruits, json!({}))
+            .await
+            .unwrap();
+        processor
+            .register_event(&b, &colors, json!({}))
+            .await
+            .unwrap();
 
         let listed = processor.list_registered_events(&a).await.unwrap();
 
         assert_eq!(
             listed,
-            vec![RegisteredEvent { client: a, event: fruits, version: SchemaVersion::FIRST }]
+            vec![RegisteredEvent {
+                client: a,
+                event: fruits,
+                version: SchemaVersion::FIRST
+            }]
         );
     }
 
@@ -348,7 +438,10 @@ mod tests {
     async fn a_warm_pair_validates_without_reading_the_store() {
         let (processor, stream, store) = fixture();
         let (client, event) = names("a", "Person");
-        processor.register_event(&client, &event, person_schema()).await.unwrap();
+        processor
+            .register_event(&client, &event, person_schema())
+            .await
+            .unwrap();
         // With the store down, only the cache can answer.
         store.set_unavailable(true);
 
@@ -364,7 +457,10 @@ mod tests {
     async fn a_stream_outage_is_reported_and_nothing_is_acknowledged() {
         let (processor, stream, _) = fixture();
         let (client, event) = names("a", "Person");
-        processor.register_event(&client, &event, person_schema()).await.unwrap();
+        processor
+            .register_event(&client, &event, person_schema())
+            .await
+            .unwrap();
         stream.set_unavailable(true);
 
         let error = processor

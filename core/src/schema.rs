@@ -148,9 +148,19 @@ mod tests {
     fn draft_defaults_to_2020_12_and_follows_dollar_schema() {
         // `prefixItems` exists only from 2020-12; under draft 7 it is an unknown keyword.
         let schema = json!({"prefixItems": [{"type": "string"}]});
-        assert!(CompiledSchema::compile(&schema).unwrap().validate(&json!([1])).is_err());
+        assert!(
+            CompiledSchema::compile(&schema)
+                .unwrap()
+                .validate(&json!([1]))
+                .is_err()
+        );
         let draft7 = json!({"$schema": "http://json-schema.org/draft-07/schema#", "prefixItems": [{"type": "string"}]});
-        assert!(CompiledSchema::compile(&draft7).unwrap().validate(&json!([1])).is_ok());
+        assert!(
+            CompiledSchema::compile(&draft7)
+                .unwrap()
+                .validate(&json!([1]))
+                .is_ok()
+        );
     }
 
     #[test]
@@ -164,10 +174,17 @@ mod tests {
 
     #[test]
     fn a_remote_ref_is_refused_at_compile_time() {
-        for reference in ["http://169.254.169.254/latest/meta-data/", "file:///etc/passwd", "other.json"] {
+        for reference in [
+            "http://169.254.169.254/latest/meta-data/",
+            "file:///etc/passwd",
+            "other.json",
+        ] {
             let schema = json!({"$ref": reference});
             assert!(
-                matches!(CompiledSchema::compile(&schema), Err(SchemaError::Uncompilable(_))),
+                matches!(
+                    CompiledSchema::compile(&schema),
+                    Err(SchemaError::Uncompilable(_))
+                ),
                 "{reference}"
             );
         }
@@ -176,7 +193,10 @@ mod tests {
     #[test]
     fn a_ref_that_does_not_resolve_inside_the_document_is_refused() {
         let schema = json!({"$ref": "#/$defs/missing"});
-        assert!(matches!(CompiledSchema::compile(&schema), Err(SchemaError::Uncompilable(_))));
+        assert!(matches!(
+            CompiledSchema::compile(&schema),
+            Err(SchemaError::Uncompilable(_))
+        ));
     }
 
     #[test]
@@ -194,7 +214,9 @@ mod tests {
     fn validation_details_are_json_pointers_and_capped_at_20() {
         let schema = json!({"type": "array", "items": {"type": "string"}});
         let compiled = CompiledSchema::compile(&schema).unwrap();
-        let issues = compiled.validate(&json!((0..50).collect::<Vec<_>>())).unwrap_err();
+        let issues = compiled
+            .validate(&json!((0..50).collect::<Vec<_>>()))
+            .unwrap_err();
         assert_eq!(issues.len(), MAX_REPORTED_ERRORS);
         assert_eq!(issues[3].instance_path, "/3");
         assert_eq!(issues[3].schema_path, "/items/type");

@@ -27,7 +27,11 @@ fn gateway() -> Gateway {
     let store = Arc::new(MemorySchemaStore::new());
     let stream = MemoryEventStream::new();
     let processor = Processor::new(store.clone(), Arc::new(stream.clone()));
-    Gateway { router: router(processor), stream, store }
+    Gateway {
+        router: router(processor),
+        stream,
+        store,
+    }
 }
 
 struct Reply {
@@ -37,28 +41,49 @@ struct Reply {
 }
 
 impl Gateway {
-    async fn call(&self, method: Method, uri: &str, content_type: Option<&str>, body: impl Into<Body>) -> Reply {
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        content_type: Option<&str>,
+        body: impl Into<Body>,
+    ) -> Reply {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(content_type) = content_type {
             request = request.header(header::CONTENT_TYPE, content_type);
         }
-        let response = self.router.clone().oneshot(request.body(body.into()).unwrap()).await.unwrap();
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(body.into()).unwrap())
+            .await
+            .unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(
-            headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
             Some(JSON),
             "every response is JSON ({status} for {uri})"
         );
         let body: Value = serde_json::from_slice(&bytes).expect("body is JSON");
-        assert!(body["code"] == "SUCCEEDED" || body["code"] == "FAILED", "{body}");
+        assert!(
+            body["code"] == "SUCCEEDED" || body["code"] == "FAILED",
+            "{body}"
+        );
         assert!(body["msg"].is_string(), "{body}");
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     async fn post_json(&self, uri: &str, body: &Value) -> Reply {
-        self.call(Method::POST, uri, Some(JSON), body.to_string()).await
+        self.call(Method::POST, uri, Some(JSON), body.to_string())
+            .await
     }
 
     async fn post_form(&self, uri: &str, field: &str, json_text: &str) -> Reply {
@@ -71,12 +96,20 @@ impl Gateway {
     }
 
     async fn register(&self, client: &str, event: &str, schema: &Value) -> Reply {
-        self.post_json(&format!("/{client}/{event}/register_event"), schema).await
+        self.post_json(&format!("/{client}/{event}/register_event"), schema)
+            .await
     }
 
     fn published(&self, client: &str, event: &str) -> Vec<Value> {
-        let (client, event) = (ClientId::parse(client).unwrap(), EventName::parse(event).unwrap());
-        self.stream.events(&client, &event).into_iter().map(|e| e.data).collect()
+        let (client, event) = (
+            ClientId::parse(client).unwrap(),
+            EventName::parse(event).unwrap(),
+        );
+        self.stream
+            .events(&client, &event)
+            .into_iter()
+            .map(|e| e.data)
+            .collect()
     }
 }
 
@@ -112,7 +145,11 @@ async fn registering_a_new_pair_with_a_json_body_is_201_version_1() {
 async fn registering_a_new_pair_with_a_form_body_is_201() {
     let gw = gateway();
     let reply = gw
-        .post_form("/SpongeBob/Fruits/register_event", "event_schema", &person_schema().to_string())
+        .post_form(
+            "/SpongeBob/Fruits/register_event",
+            "event_schema",
+            &person_schema().to_string(),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::CREATED);
     assert_eq!(reply.body["version"], 1);
@@ -125,7 +162,13 @@ async fn registering_the_identical_schema_again_is_200_with_the_same_body() {
     // Same JSON value, different key order and whitespace, sent as a form.
     let reordered = r#"{ "additionalProperties": false, "required": ["name","age"],
         "properties": {"age": {"type": "integer"}, "name": {"type": "string"}}, "type": "object" }"#;
-    let reply = gw.post_form("/SpongeBob/Fruits/register_event", "event_schema", reordered).await;
+    let reply = gw
+        .post_form(
+            "/SpongeBob/Fruits/register_event",
+            "event_schema",
+            reordered,
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body["msg"], "event registered");
     assert_eq!(reply.body["version"], 1);
@@ -135,14 +178,18 @@ async fn registering_the_identical_schema_again_is_200_with_the_same_body() {
 async fn registering_a_different_schema_for_a_registered_pair_is_409() {
     let gw = gateway();
     gw.register("SpongeBob", "Fruits", &person_schema()).await;
-    let reply = gw.register("SpongeBob", "Fruits", &json!({"type": "array"})).await;
+    let reply = gw
+        .register("SpongeBob", "Fruits", &json!({"type": "array"}))
+        .await;
     assert_failure(&reply, StatusCode::CONFLICT, "schema_conflict");
 }
 
 #[tokio::test]
 async fn an_invalid_schema_is_400_with_the_reasons() {
     let gw = gateway();
-    let reply = gw.register("SpongeBob", "Fruits", &json!({"type": "random_type"})).await;
+    let reply = gw
+        .register("SpongeBob", "Fruits", &json!({"type": "random_type"}))
+        .await;
     assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_schema");
     assert_eq!(reply.body["errors"][0]["instance_path"], "/type");
     assert!(gw.get("/SpongeBob/Fruits/schema").await.status == StatusCode::NOT_FOUND);
@@ -152,7 +199,11 @@ async fn an_invalid_schema_is_400_with_the_reasons() {
 async fn an_invalid_schema_in_a_form_is_400() {
     let gw = gateway();
     let reply = gw
-        .post_form("/SpongeBob/Fruits/register_event", "event_schema", r#"{"type":"random_type"}"#)
+        .post_form(
+            "/SpongeBob/Fruits/register_event",
+            "event_schema",
+            r#"{"type":"random_type"}"#,
+        )
         .await;
     assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_schema");
 }
@@ -160,7 +211,10 @@ async fn an_invalid_schema_in_a_form_is_400() {
 #[tokio::test]
 async fn a_schema_with_an_unresolvable_ref_is_400() {
     let gw = gateway();
-    for schema in [json!({"$ref": "#/$defs/missing"}), json!({"$ref": "http://169.254.169.254/latest"})] {
+    for schema in [
+        json!({"$ref": "#/$defs/missing"}),
+        json!({"$ref": "http://169.254.169.254/latest"}),
+    ] {
         let reply = gw.register("SpongeBob", "Fruits", &schema).await;
         assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_schema");
     }
@@ -172,19 +226,33 @@ async fn a_schema_with_an_unresolvable_ref_is_400() {
 async fn a_valid_json_event_is_200_with_its_id_and_published() {
     let gw = gateway();
     gw.register("SpongeBob", "People", &person_schema()).await;
-    let reply = gw.post_json("/SpongeBob/People/send_event", &json!({"name": "Bob", "age": 3})).await;
+    let reply = gw
+        .post_json(
+            "/SpongeBob/People/send_event",
+            &json!({"name": "Bob", "age": 3}),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body["msg"], "event sent");
     let id = reply.body["id"].as_str().unwrap();
     assert_eq!(uuid_version(id), 7);
-    assert_eq!(gw.published("SpongeBob", "People"), vec![json!({"name": "Bob", "age": 3})]);
+    assert_eq!(
+        gw.published("SpongeBob", "People"),
+        vec![json!({"name": "Bob", "age": 3})]
+    );
 }
 
 #[tokio::test]
 async fn a_valid_form_event_is_200_and_published() {
     let gw = gateway();
     gw.register("SpongeBob", "People", &person_schema()).await;
-    let reply = gw.post_form("/SpongeBob/People/send_event", "event", r#"{"name":"Bob","age":3}"#).await;
+    let reply = gw
+        .post_form(
+            "/SpongeBob/People/send_event",
+            "event",
+            r#"{"name":"Bob","age":3}"#,
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(gw.published("SpongeBob", "People").len(), 1);
 }
@@ -247,7 +315,9 @@ async fn malformed_names_are_400() {
 #[tokio::test]
 async fn a_path_that_is_not_utf8_is_400() {
     let gw = gateway();
-    let reply = gw.call(Method::POST, "/SpongeBob/%FF/send_event", Some(JSON), "{}").await;
+    let reply = gw
+        .call(Method::POST, "/SpongeBob/%FF/send_event", Some(JSON), "{}")
+        .await;
     assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_path");
 }
 
@@ -255,14 +325,41 @@ async fn a_path_that_is_not_utf8_is_400() {
 async fn a_body_that_is_not_json_is_400() {
     let gw = gateway();
     gw.register("SpongeBob", "People", &person_schema()).await;
-    for body in ["", "{", r#"{"name": "Bob"} trailing"#, "\u{feff}{}", "nul\0"] {
-        let reply = gw.call(Method::POST, "/SpongeBob/People/send_event", Some(JSON), body).await;
+    for body in [
+        "",
+        "{",
+        r#"{"name": "Bob"} trailing"#,
+        "\u{feff}{}",
+        "nul\0",
+    ] {
+        let reply = gw
+            .call(
+                Method::POST,
+                "/SpongeBob/People/send_event",
+                Some(JSON),
+                body,
+            )
+            .await;
         assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_json");
     }
     let invalid_utf8 = vec![b'"', 0xff, 0xfe, b'"'];
-    let reply = gw.call(Method::POST, "/SpongeBob/People/send_event", Some(JSON), invalid_utf8).await;
+    let reply = gw
+        .call(
+            Method::POST,
+            "/SpongeBob/People/send_event",
+            Some(JSON),
+            invalid_utf8,
+        )
+        .await;
     assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_json");
-    let reply = gw.call(Method::POST, "/SpongeBob/People/register_event", Some(JSON), "not json").await;
+    let reply = gw
+        .call(
+            Method::POST,
+            "/SpongeBob/People/register_event",
+            Some(JSON),
+            "not json",
+        )
+        .await;
     assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_json");
 }
 
@@ -270,7 +367,9 @@ async fn a_body_that_is_not_json_is_400() {
 async fn a_form_field_that_is_not_json_is_400() {
     let gw = gateway();
     gw.register("SpongeBob", "People", &person_schema()).await;
-    let reply = gw.post_form("/SpongeBob/People/send_event", "event", "{not json").await;
+    let reply = gw
+        .post_form("/SpongeBob/People/send_event", "event", "{not json")
+        .await;
     assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_json");
 }
 
@@ -278,25 +377,48 @@ async fn a_form_field_that_is_not_json_is_400() {
 async fn a_missing_form_field_is_400_naming_it() {
     let gw = gateway();
     gw.register("SpongeBob", "People", &person_schema()).await;
-    let reply = gw.post_form("/SpongeBob/People/send_event", "evnt", "{}").await;
+    let reply = gw
+        .post_form("/SpongeBob/People/send_event", "evnt", "{}")
+        .await;
     assert_failure(&reply, StatusCode::BAD_REQUEST, "missing_form_field");
     assert!(reply.body["msg"].as_str().unwrap().contains("`event`"));
-    let reply = gw.post_form("/SpongeBob/People/register_event", "schema", "{}").await;
+    let reply = gw
+        .post_form("/SpongeBob/People/register_event", "schema", "{}")
+        .await;
     assert_failure(&reply, StatusCode::BAD_REQUEST, "missing_form_field");
-    assert!(reply.body["msg"].as_str().unwrap().contains("`event_schema`"));
+    assert!(
+        reply.body["msg"]
+            .as_str()
+            .unwrap()
+            .contains("`event_schema`")
+    );
 }
 
 #[tokio::test]
 async fn a_form_field_given_twice_is_400() {
     let gw = gateway();
-    let reply = gw.call(Method::POST, "/SpongeBob/People/send_event", Some(FORM), "event=%7B%7D&event=%5B%5D").await;
+    let reply = gw
+        .call(
+            Method::POST,
+            "/SpongeBob/People/send_event",
+            Some(FORM),
+            "event=%7B%7D&event=%5B%5D",
+        )
+        .await;
     assert_failure(&reply, StatusCode::BAD_REQUEST, "duplicate_form_field");
 }
 
 #[tokio::test]
 async fn a_form_whose_percent_encoding_is_not_utf8_is_400() {
     let gw = gateway();
-    let reply = gw.call(Method::POST, "/SpongeBob/People/send_event", Some(FORM), "event=%22%FF%22").await;
+    let reply = gw
+        .call(
+            Method::POST,
+            "/SpongeBob/People/send_event",
+            Some(FORM),
+            "event=%22%FF%22",
+        )
+        .await;
     assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_form");
 }
 
@@ -307,7 +429,9 @@ async fn sending_to_an_unregistered_pair_is_404() {
     let gw = gateway();
     let reply = gw.post_json("/SpongeBob/Nope/send_event", &json!({})).await;
     assert_failure(&reply, StatusCode::NOT_FOUND, "event_not_registered");
-    let reply = gw.post_form("/SpongeBob/Nope/send_event", "event", "{}").await;
+    let reply = gw
+        .post_form("/SpongeBob/Nope/send_event", "event", "{}")
+        .await;
     assert_failure(&reply, StatusCode::NOT_FOUND, "event_not_registered");
 }
 
@@ -321,7 +445,12 @@ async fn the_schema_of_an_unregistered_pair_is_404() {
 #[tokio::test]
 async fn an_unknown_route_is_404() {
     let gw = gateway();
-    for path in ["/", "/SpongeBob", "/a/b/c/d", "/SpongeBob/Fruits/send_eventz"] {
+    for path in [
+        "/",
+        "/SpongeBob",
+        "/a/b/c/d",
+        "/SpongeBob/Fruits/send_eventz",
+    ] {
         let reply = gw.get(path).await;
         assert_failure(&reply, StatusCode::NOT_FOUND, "not_found");
     }
@@ -350,7 +479,9 @@ async fn an_event_over_1_mib_is_413_as_json_or_form() {
     let big = json!({"blob": "x".repeat(1024 * 1024)});
     let reply = gw.post_json("/SpongeBob/Any/send_event", &big).await;
     assert_failure(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
-    let reply = gw.post_form("/SpongeBob/Any/send_event", "event", &big.to_string()).await;
+    let reply = gw
+        .post_form("/SpongeBob/Any/send_event", "event", &big.to_string())
+        .await;
     assert_failure(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     assert!(gw.published("SpongeBob", "Any").is_empty());
 }
@@ -398,8 +529,19 @@ async fn a_content_type_other_than_json_or_form_is_415() {
         Some("not a mime type"),
         None,
     ] {
-        let reply = gw.call(Method::POST, "/SpongeBob/Any/send_event", content_type, "{}").await;
-        assert_failure(&reply, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+        let reply = gw
+            .call(
+                Method::POST,
+                "/SpongeBob/Any/send_event",
+                content_type,
+                "{}",
+            )
+            .await;
+        assert_failure(
+            &reply,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        );
     }
     assert!(gw.published("SpongeBob", "Any").is_empty());
 }
@@ -409,7 +551,12 @@ async fn json_with_a_utf8_charset_parameter_is_accepted() {
     let gw = gateway();
     gw.register("SpongeBob", "Any", &json!({})).await;
     let reply = gw
-        .call(Method::POST, "/SpongeBob/Any/send_event", Some("application/json; charset=UTF-8"), "{}")
+        .call(
+            Method::POST,
+            "/SpongeBob/Any/send_event",
+            Some("application/json; charset=UTF-8"),
+            "{}",
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK);
 }
@@ -420,15 +567,31 @@ async fn json_with_a_utf8_charset_parameter_is_accepted() {
 async fn an_event_that_breaks_the_schema_is_422_with_json_pointers() {
     let gw = gateway();
     gw.register("SpongeBob", "People", &person_schema()).await;
-    let reply = gw.post_json("/SpongeBob/People/send_event", &json!({"name": 7, "extra": 1})).await;
-    assert_failure(&reply, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let reply = gw
+        .post_json(
+            "/SpongeBob/People/send_event",
+            &json!({"name": 7, "extra": 1}),
+        )
+        .await;
+    assert_failure(
+        &reply,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     let errors = reply.body["errors"].as_array().unwrap();
-    let type_error = errors.iter().find(|e| e["keyword"] == "type").expect("a type error");
+    let type_error = errors
+        .iter()
+        .find(|e| e["keyword"] == "type")
+        .expect("a type error");
     assert_eq!(type_error["instance_path"], "/name");
     assert_eq!(type_error["schema_path"], "/properties/name/type");
     assert!(type_error["message"].is_string());
     assert!(errors.iter().any(|e| e["keyword"] == "required"));
-    assert!(errors.iter().any(|e| e["keyword"] == "additionalProperties"));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["keyword"] == "additionalProperties")
+    );
     assert!(gw.published("SpongeBob", "People").is_empty());
 }
 
@@ -436,16 +599,36 @@ async fn an_event_that_breaks_the_schema_is_422_with_json_pointers() {
 async fn an_invalid_form_event_is_422() {
     let gw = gateway();
     gw.register("SpongeBob", "People", &person_schema()).await;
-    let reply = gw.post_form("/SpongeBob/People/send_event", "event", r#"{"name":"Bob"}"#).await;
-    assert_failure(&reply, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let reply = gw
+        .post_form("/SpongeBob/People/send_event", "event", r#"{"name":"Bob"}"#)
+        .await;
+    assert_failure(
+        &reply,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
 }
 
 #[tokio::test]
 async fn validation_details_are_capped_at_20() {
     let gw = gateway();
-    gw.register("SpongeBob", "Strings", &json!({"type": "array", "items": {"type": "string"}})).await;
-    let reply = gw.post_json("/SpongeBob/Strings/send_event", &json!((0..100).collect::<Vec<_>>())).await;
-    assert_failure(&reply, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    gw.register(
+        "SpongeBob",
+        "Strings",
+        &json!({"type": "array", "items": {"type": "string"}}),
+    )
+    .await;
+    let reply = gw
+        .post_json(
+            "/SpongeBob/Strings/send_event",
+            &json!((0..100).collect::<Vec<_>>()),
+        )
+        .await;
+    assert_failure(
+        &reply,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     assert_eq!(reply.body["errors"].as_array().unwrap().len(), 20);
 }
 
@@ -456,10 +639,23 @@ async fn a_stream_outage_is_503_with_retry_after_and_no_internals() {
     let gw = gateway();
     gw.register("SpongeBob", "People", &person_schema()).await;
     gw.stream.set_unavailable(true);
-    let reply = gw.post_json("/SpongeBob/People/send_event", &json!({"name": "Bob", "age": 3})).await;
-    assert_failure(&reply, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    let reply = gw
+        .post_json(
+            "/SpongeBob/People/send_event",
+            &json!({"name": "Bob", "age": 3}),
+        )
+        .await;
+    assert_failure(
+        &reply,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+    );
     assert_eq!(reply.headers.get(header::RETRY_AFTER).unwrap(), "1");
-    assert!(!reply.body.to_string().contains("memory adapter"), "{}", reply.body);
+    assert!(
+        !reply.body.to_string().contains("memory adapter"),
+        "{}",
+        reply.body
+    );
     assert!(gw.published("SpongeBob", "People").is_empty());
 }
 
@@ -468,12 +664,26 @@ async fn a_schema_store_outage_is_503_with_retry_after() {
     let gw = gateway();
     gw.store.set_unavailable(true);
     let reply = gw.register("SpongeBob", "People", &person_schema()).await;
-    assert_failure(&reply, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    assert_failure(
+        &reply,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+    );
     assert!(reply.headers.contains_key(header::RETRY_AFTER));
-    let reply = gw.post_json("/SpongeBob/People/send_event", &json!({})).await;
-    assert_failure(&reply, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    let reply = gw
+        .post_json("/SpongeBob/People/send_event", &json!({}))
+        .await;
+    assert_failure(
+        &reply,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+    );
     let reply = gw.get("/SpongeBob/list_events").await;
-    assert_failure(&reply, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable");
+    assert_failure(
+        &reply,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+    );
 }
 
 // ---- cross-cutting -----------------------------------------------------------------------
@@ -488,4 +698,142 @@ async fn every_response_carries_a_request_id() {
 fn uuid_version(id: &str) -> usize {
     // The 13th hex digit of a UUID is its version.
     usize::from_str_radix(&id.replace('-', "")[12..13], 16).unwrap()
+}
+
+// ---- batch: send_events ------------------------------------------------------------------
+
+async fn batch(gw: &Gateway, items: Value) -> Reply {
+    gw.post_json("/SpongeBob/People/send_events", &items).await
+}
+
+#[tokio::test]
+async fn a_batch_of_valid_events_is_200_and_published_in_order() {
+    let gw = gateway();
+    gw.register("SpongeBob", "People", &person_schema()).await;
+    let items: Vec<Value> = (0..10)
+        .map(|i| json!({"name": format!("n{i}"), "age": i}))
+        .collect();
+
+    let reply = batch(&gw, json!(items)).await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["code"], "SUCCEEDED");
+    assert_eq!(
+        (
+            reply.body["accepted"].clone(),
+            reply.body["rejected"].clone()
+        ),
+        (json!(10), json!(0))
+    );
+    let results = reply.body["results"].as_array().unwrap();
+    assert!(
+        results
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r["index"] == i && r["status"] == 200 && r["id"].is_string())
+    );
+    assert_eq!(gw.published("SpongeBob", "People"), items);
+}
+
+#[tokio::test]
+async fn a_batch_with_some_invalid_events_is_207_with_per_item_results() {
+    let gw = gateway();
+    gw.register("SpongeBob", "People", &person_schema()).await;
+    let items = json!([{"name": "a", "age": 1}, {"name": "b"}, {"name": "c", "age": 3}]);
+
+    let reply = batch(&gw, items).await;
+
+    assert_failure(&reply, StatusCode::MULTI_STATUS, "partially_accepted");
+    assert_eq!(
+        (
+            reply.body["accepted"].clone(),
+            reply.body["rejected"].clone()
+        ),
+        (json!(2), json!(1))
+    );
+    let results = &reply.body["results"];
+    assert_eq!(results[0]["status"], 200);
+    assert_eq!(results[1]["status"], 422);
+    assert_eq!(results[1]["errors"][0]["keyword"], "required");
+    assert_eq!(results[2]["status"], 200);
+    assert_eq!(
+        gw.published("SpongeBob", "People"),
+        vec![
+            json!({"name": "a", "age": 1}),
+            json!({"name": "c", "age": 3})
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_batch_with_no_valid_event_is_422_and_publishes_nothing() {
+    let gw = gateway();
+    gw.register("SpongeBob", "People", &person_schema()).await;
+    let reply = batch(&gw, json!([{"name": 1}, 7])).await;
+    assert_failure(
+        &reply,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert_eq!(reply.body["results"][1]["status"], 422);
+    assert!(gw.published("SpongeBob", "People").is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_while_the_stream_is_down_is_503_with_retry_after() {
+    let gw = gateway();
+    gw.register("SpongeBob", "People", &person_schema()).await;
+    gw.stream.set_unavailable(true);
+    let reply = batch(&gw, json!([{"name": "a", "age": 1}, {"name": "b"}])).await;
+    assert_failure(
+        &reply,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+    );
+    assert_eq!(reply.body["results"][0]["status"], 503);
+    assert_eq!(reply.body["results"][1]["status"], 422);
+    assert!(reply.headers.contains_key(header::RETRY_AFTER));
+    assert!(gw.published("SpongeBob", "People").is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_that_is_not_an_array_of_1_to_500_events_is_400() {
+    let gw = gateway();
+    gw.register("SpongeBob", "People", &person_schema()).await;
+    let too_many: Vec<Value> = (0..501).map(|_| json!({})).collect();
+    for items in [json!([]), json!({"name": "a"}), json!(too_many)] {
+        let reply = batch(&gw, items).await;
+        assert_failure(&reply, StatusCode::BAD_REQUEST, "invalid_batch");
+    }
+}
+
+#[tokio::test]
+async fn a_batch_over_5_mib_is_413() {
+    let gw = gateway();
+    gw.register("SpongeBob", "Any", &json!({})).await;
+    let blob = "x".repeat(1024 * 1024);
+    let items = json!([blob, blob, blob, blob, blob, blob]);
+    let reply = gw.post_json("/SpongeBob/Any/send_events", &items).await;
+    assert_failure(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}
+
+#[tokio::test]
+async fn a_form_encoded_batch_is_415() {
+    let gw = gateway();
+    gw.register("SpongeBob", "People", &person_schema()).await;
+    let reply = gw
+        .post_form("/SpongeBob/People/send_events", "event", "[]")
+        .await;
+    assert_failure(
+        &reply,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+}
+
+#[tokio::test]
+async fn a_batch_for_an_unregistered_pair_is_404() {
+    let gw = gateway();
+    let reply = batch(&gw, json!([{}])).await;
+    assert_failure(&reply, StatusCode::NOT_FOUND, "event_not_registered");
 }

@@ -26,7 +26,7 @@ pub use body::{Encoding, Limits};
 pub use error::{ApiError, ErrorChain, RETRY_AFTER_SECS};
 
 use crate::domain::{ClientId, EventName};
-use crate::processor::{Processor, Registered};
+use crate::processor::{ItemOutcome, Processor, Registered};
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -45,6 +45,7 @@ pub fn router_with_limits(processor: Processor, limits: Limits) -> Router {
     Router::new()
         .route("/{client}/{event}/register_event", post(register_event))
         .route("/{client}/{event}/send_event", post(send_event))
+        .route("/{client}/{event}/send_events", post(send_events))
         .route("/{client}/{event}/schema", get(get_schema))
         .route("/{client}/list_events", get(list_events))
         .fallback(not_found)
@@ -139,6 +140,102 @@ async fn send_event(
     let data = body::json_document(encoding, &bytes, "event", "the event")?;
     let id = state.processor.receive_event(&client, &event, data).await?;
     Ok(succeeded(StatusCode::OK, "event sent", json!({"id": id})))
+}
+
+/// Most events one batch may carry (one Kinesis `PutRecords` call).
+pub const MAX_BATCH_ITEMS: usize = 500;
+
+async fn send_events(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (client, event) = pair(path)?;
+    // A batch is a JSON array; the form encoding of the original clients carries one event.
+    if body::encoding(&headers)? != Encoding::Json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let bytes = body::read_limited(&headers, body, state.limits.batch).await?;
+    let Value::Array(items) = body::parse_json(&bytes, "the batch")? else {
+        return Err(ApiError::InvalidBatch {
+            max: MAX_BATCH_ITEMS,
+        });
+    };
+    if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
+        return Err(ApiError::InvalidBatch {
+            max: MAX_BATCH_ITEMS,
+        });
+    }
+    let outcomes = state
+        .processor
+        .receive_events(&client, &event, items)
+        .await?;
+    Ok(batch_response(&outcomes))
+}
+
+/// 200 all accepted, 207 some, 422 none valid, 503 none accepted because the stream is down.
+fn batch_response(outcomes: &[ItemOutcome]) -> Response {
+    let accepted = outcomes
+        .iter()
+        .filter(|o| matches!(o, ItemOutcome::Accepted(_)))
+        .count();
+    let invalid = outcomes
+        .iter()
+        .filter(|o| matches!(o, ItemOutcome::Invalid(_)))
+        .count();
+    let unavailable = outcomes.len() - accepted - invalid;
+    let results: Vec<Value> = outcomes
+        .iter()
+        .enumerate()
+        .map(|(index, outcome)| match outcome {
+            ItemOutcome::Accepted(id) => json!({"index": index, "status": 200, "id": id}),
+            ItemOutcome::Invalid(errors) => {
+                json!({"index": index, "status": 422, "errors": errors})
+            }
+            ItemOutcome::Unavailable => json!({"index": index, "status": 503}),
+        })
+        .collect();
+    let (status, error, msg) = if accepted == outcomes.len() {
+        (StatusCode::OK, None, "all events sent")
+    } else if accepted > 0 {
+        (
+            StatusCode::MULTI_STATUS,
+            Some("partially_accepted"),
+            "some events were not sent; see results",
+        )
+    } else if unavailable > 0 {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("service_unavailable"),
+            "the event stream is unavailable; no event was published, retry later",
+        )
+    } else {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("validation_failed"),
+            "no event satisfies the registered schema",
+        )
+    };
+    let mut body = json!({
+        "code": if error.is_none() { "SUCCEEDED" } else { "FAILED" },
+        "msg": msg,
+        "accepted": accepted,
+        "rejected": outcomes.len() - accepted,
+        "results": results,
+    });
+    if let Some(error) = error {
+        body["error"] = error.into();
+    }
+    let mut response = (status, Json(body)).into_response();
+    if unavailable > 0 {
+        // Some items can be retried; tell the client when.
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(RETRY_AFTER_SECS),
+        );
+    }
+    response
 }
 
 async fn get_schema(
