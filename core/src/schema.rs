@@ -232,3 +232,77 @@ mod tests {
         assert!(compiled.validate(&json!(hostile)).is_err());
     }
 }
+
+#[cfg(test)]
+mod hostile {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn nested(keyword: &str, depth: usize, leaf: Value) -> Value {
+        (0..depth).fold(leaf, |inner, _| match keyword {
+            "allOf" => json!({"allOf": [inner]}),
+            k => json!({k: inner}),
+        })
+    }
+
+    fn compile_and_validate_on_a_worker_stack(
+        schema: Value,
+        instance: Value,
+    ) -> Result<bool, String> {
+        // Tokio worker threads have 2 MiB stacks: test on one of that size.
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let compiled = CompiledSchema::compile(&schema).map_err(|e| e.to_string())?;
+                Ok(compiled.validate(&instance).is_ok())
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_self_referencing_schema_neither_hangs_nor_overflows() {
+        // A reference cycle with no other constraint accepts everything; what matters is that
+        // compilation and validation terminate on a worker-sized stack.
+        for schema in [
+            json!({"$ref": "#"}),
+            json!({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}),
+            json!({"allOf": [{"$ref": "#"}]}),
+        ] {
+            let result =
+                compile_and_validate_on_a_worker_stack(schema.clone(), json!({"a": [1, {"b": 2}]}));
+            assert_eq!(result, Ok(true), "{schema}");
+        }
+        let recursive_tree =
+            json!({"type": "object", "properties": {"child": {"$ref": "#"}}, "required": ["v"]});
+        let deep = (0..120).fold(json!({"v": 1}), |inner, _| json!({"v": 1, "child": inner}));
+        assert_eq!(
+            compile_and_validate_on_a_worker_stack(recursive_tree.clone(), deep),
+            Ok(true)
+        );
+        let broken = (0..120).fold(json!({}), |inner, _| json!({"v": 1, "child": inner}));
+        assert_eq!(
+            compile_and_validate_on_a_worker_stack(recursive_tree, broken),
+            Ok(false)
+        );
+    }
+
+    #[test]
+    fn schemas_and_instances_nested_to_the_parser_limit_are_evaluated_correctly() {
+        let instance = (0..126).fold(json!(1), |inner, _| json!([inner]));
+        // (keyword, expected): `items` reaches the integer leaf; an even number of `not`s is the
+        // integer type itself; `allOf` likewise; `additionalProperties` ignores arrays.
+        for (keyword, expected) in [
+            ("items", true),
+            ("not", false),
+            ("allOf", false),
+            ("additionalProperties", true),
+        ] {
+            let schema = nested(keyword, 126, json!({"type": "integer"}));
+            let result = compile_and_validate_on_a_worker_stack(schema, instance.clone());
+            assert_eq!(result, Ok(expected), "{keyword}");
+        }
+    }
+}
