@@ -215,3 +215,34 @@ async fn a_database_locked_past_the_busy_timeout_is_503_and_nothing_is_acknowled
     .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_waiting_on_the_writer_commit_together_in_one_transaction() {
+    let path = db_path();
+    let db = SqliteDb::open(&path).unwrap();
+    let gw = gateway(&db);
+    let client = unique_client();
+    post(&gw, &format!("/{client}/Group/register_event"), &json!({})).await;
+    // Hold the write lock so that every send queues up behind the writer.
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let before = db.commits();
+
+    let sends: Vec<_> = (0..100)
+        .map(|i| {
+            let (gw, uri) = (gw.clone(), format!("/{client}/Group/send_event"));
+            tokio::spawn(async move { post(&gw, &uri, &json!({"i": i})).await.0 })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    blocker.execute_batch("COMMIT").unwrap();
+    for send in sends {
+        assert_eq!(send.await.unwrap(), StatusCode::OK);
+    }
+
+    // The writer was inside its first (single-command) transaction when the rest queued: they
+    // all go in the next one. Without grouping this would be 100 commits.
+    let commits = db.commits() - before;
+    assert!(commits <= 3, "{commits} commits for 100 sends");
+    assert_eq!(offsets(&path, client.as_str(), "Group").len(), 100);
+}

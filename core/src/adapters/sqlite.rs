@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
@@ -67,6 +68,7 @@ pub struct SqliteDb {
     path: PathBuf,
     writer: Mutex<mpsc::Sender<Command>>,
     reader: Arc<Mutex<Connection>>,
+    commits: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SqliteDb {
@@ -137,14 +139,17 @@ impl SqliteDb {
         write_conn.execute_batch(MIGRATION)?;
         let reader = open_connection(&path)?;
         let (sender, receiver) = mpsc::channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = commits.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(write_conn, receiver))
+            .spawn(move || writer_loop(write_conn, receiver, &counter))
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         Ok(Arc::new(Self {
             path,
             writer: Mutex::new(sender),
             reader: Arc::new(Mutex::new(reader)),
+            commits,
         }))
     }
 
@@ -161,6 +166,12 @@ impl SqliteDb {
         open.retain(|_, weak| weak.strong_count() > 0);
         open.insert(key, Arc::downgrade(&db));
         Ok(db)
+    }
+
+    /// Write transactions committed by this handle so far (events per commit shows the
+    /// group commit at work).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     fn send(&self, command: Command) -> Result<(), Cause> {
@@ -194,7 +205,7 @@ impl SqliteDb {
     }
 }
 
-fn writer_loop(mut conn: Connection, commands: mpsc::Receiver<Command>) {
+fn writer_loop(mut conn: Connection, commands: mpsc::Receiver<Command>, commits: &AtomicU64) {
     // Blocks until there is work; ends when every handle (sender) is dropped.
     while let Ok(first) = commands.recv() {
         let mut group = vec![first];
@@ -204,14 +215,17 @@ fn writer_loop(mut conn: Connection, commands: mpsc::Receiver<Command>) {
                 Err(_) => break,
             }
         }
-        commit_group(&mut conn, group);
+        if commit_group(&mut conn, group) {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
 /// Executes a group of commands in one transaction and answers each after the commit.
 /// If anything fails, the whole transaction is rolled back and every command in it fails:
 /// nothing is half-written and nothing unacknowledged is reported as written.
-fn commit_group(conn: &mut Connection, group: Vec<Command>) {
+/// Returns whether the group committed.
+fn commit_group(conn: &mut Connection, group: Vec<Command>) -> bool {
     let outcome = (|| -> rusqlite::Result<Vec<Option<Insert>>> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(group.len());
@@ -243,6 +257,7 @@ fn commit_group(conn: &mut Connection, group: Vec<Command>) {
                     }
                 }
             }
+            true
         }
         Err(error) => {
             tracing::error!(%error, commands = group.len(), "SQLite group commit failed; rolled back");
@@ -250,6 +265,7 @@ fn commit_group(conn: &mut Connection, group: Vec<Command>) {
             for command in group {
                 command.fail(error.clone());
             }
+            false
         }
     }
 }
