@@ -7,7 +7,12 @@
 //! event_processor_tests::event_stream_contract!(async { (stream.clone(), source.clone()) });
 //! ```
 
+pub mod api;
 pub mod contract;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use event_processor_core::domain::{ClientId, EventName};
 

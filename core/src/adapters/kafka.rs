@@ -1,0 +1,417 @@
+//! The Kafka event stream and event source (feature `kafka`), on librdkafka through rdkafka.
+//!
+//! Each (client, event) pair is a topic `{client}.{event}`, created through the admin API
+//! when the pair is registered ([`EventStream::prepare`]). An event is one record in CloudEvents
+//! *binary* mode: the value is the event's JSON, the attributes are `ce_*` headers plus
+//! `content-type`, and the key is the event id.
+//!
+//! One idempotent producer (`acks=all`, `enable.idempotence=true`) serves the whole process;
+//! librdkafka batches what is enqueued together and retries transient failures itself until
+//! `message.timeout.ms`. [`EventStream::publish`] returns only after the delivery report, so a
+//! `200` means every in-sync replica has the record; a broker that does not acknowledge within
+//! [`KafkaOptions::delivery_timeout`] yields [`StreamError::Unavailable`] (`503`).
+//!
+//! Topics get one partition by default, so a pair's events are read in acceptance order, as
+//! on every other stream; with more partitions, order holds per partition (the key is the
+//! event id).
+//!
+//! The source behind `listen` assigns itself every partition of the topic, from the beginning
+//! or from the current end, and keeps its position in memory: it joins no consumer group and
+//! commits nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::util::Timeout;
+
+use crate::domain::{ClientId, EventName};
+use crate::envelope::{CloudEvent, Envelope};
+use crate::ports::{EventSource, EventStream, StartAt, StreamError, Subscription, cause};
+
+/// How long a subscription waits for the first record of a batch.
+const POLL_WAIT: Duration = Duration::from_millis(500);
+/// Most records one [`Subscription::next_batch`] returns.
+const POLL_LIMIT: usize = 1000;
+
+/// Tuning of the Kafka adapter; [`Default`] is what `EVENT_STREAM=kafka://...` uses.
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    /// How long a record may wait for its acknowledgement (librdkafka `message.timeout.ms`,
+    /// retries included) before the publish fails as unavailable.
+    pub delivery_timeout: Duration,
+    /// Deadline of admin and metadata requests (topic creation, partition lookup).
+    pub request_timeout: Duration,
+    /// Partitions of a newly created topic.
+    pub partitions: i32,
+    /// Replication factor of a newly created topic; `-1` takes the broker's
+    /// `default.replication.factor`.
+    pub replication_factor: i32,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        Self {
+            delivery_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            partitions: 1,
+            replication_factor: -1,
+        }
+    }
+}
+
+/// The topic of a pair. Names cannot contain dots, so distinct pairs never share a topic.
+pub fn topic_name(client: &ClientId, event: &EventName) -> String {
+    format!("{client}.{event}")
+}
+
+/// A Kafka client request that did not finish within its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("Kafka did not answer within {0:?}")]
+struct TimedOut(Duration);
+
+/// Creating the topic failed for a reason other than it already existing.
+#[derive(Debug, thiserror::Error)]
+#[error("could not create Kafka topic {topic}: {code}")]
+struct TopicNotCreated {
+    topic: String,
+    code: RDKafkaErrorCode,
+}
+
+/// A record whose headers or value are not a CloudEvent in binary mode.
+#[derive(Debug, thiserror::Error)]
+#[error("Kafka record at {topic}/{partition}@{offset} is not a binary-mode CloudEvent: {detail}")]
+struct NotACloudEvent {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    detail: String,
+}
+
+fn unavailable(error: KafkaError) -> StreamError {
+    StreamError::Unavailable(cause(error))
+}
+
+fn base_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("client.id", "event-processor")
+        // Back within a second of a broker's return, rather than librdkafka's default of up
+        // to ten seconds between reconnection attempts.
+        .set("reconnect.backoff.max.ms", "1000");
+    config
+}
+
+/// The producer side, one per process.
+pub struct KafkaStream {
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    options: KafkaOptions,
+}
+
+impl std::fmt::Debug for KafkaStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaStream")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaStream {
+    /// Creates the producer and the admin client for `brokers` (`HOST:PORT[,HOST:PORT]`).
+    /// Connects lazily: an unreachable broker shows up as `Unavailable` on first use.
+    pub fn connect(brokers: &str, options: KafkaOptions) -> Result<Self, KafkaError> {
+        let delivery_ms = options.delivery_timeout.as_millis().max(1).to_string();
+        let request_ms = options
+            .delivery_timeout
+            .min(Duration::from_secs(30))
+            .as_millis()
+            .max(1)
+            .to_string();
+        let producer: FutureProducer = base_config(brokers)
+            // Durable acknowledgement: every in-sync replica has the record.
+            .set("acks", "all")
+            // Retries never duplicate or reorder records within a partition.
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", &delivery_ms)
+            .set("request.timeout.ms", &request_ms)
+            // A few milliseconds of batching: concurrent sends share produce requests.
+            .set("linger.ms", "5")
+            .create()?;
+        let admin = base_config(brokers).create()?;
+        Ok(Self {
+            producer,
+            admin,
+            options,
+        })
+    }
+
+    async fn deliver(&self, envelope: &Envelope) -> Result<(), StreamError> {
+        let topic = topic_name(&envelope.client, &envelope.event);
+        let payload = serde_json::to_vec(&envelope.cloud_event.data)
+            .unwrap_or_else(|_| unreachable!("a JSON value always serializes"));
+        let key = envelope.cloud_event.id.as_str();
+        let headers = envelope.binary_headers().into_iter().fold(
+            OwnedHeaders::new_with_capacity(7),
+            |headers, (key, value)| {
+                headers.insert(Header {
+                    key,
+                    value: Some(value),
+                })
+            },
+        );
+        let record = FutureRecord::to(&topic)
+            .payload(&payload)
+            .key(key)
+            .headers(headers);
+        // Waiting for room in a full local queue counts against the same deadline.
+        match self
+            .producer
+            .send(record, Timeout::After(self.options.delivery_timeout))
+            .await
+        {
+            Ok(_delivery) => Ok(()),
+            Err((error, _record)) => {
+                tracing::warn!(%error, %topic, id = key, "Kafka did not acknowledge an event");
+                Err(unavailable(error))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl EventStream for KafkaStream {
+    async fn publish(&self, event: &Envelope) -> Result<(), StreamError> {
+        self.deliver(event).await
+    }
+
+    /// Enqueues every record before awaiting any delivery report, so librdkafka sends them
+    /// in as few produce requests as it can; each result is that record's own report.
+    async fn publish_batch(&self, events: &[Envelope]) -> Vec<Result<(), StreamError>> {
+        // join_all polls every future once, in order, before waiting: that first poll
+        // enqueues each record, so they are all queued together and in input order.
+        futures::future::join_all(events.iter().map(|event| self.deliver(event))).await
+    }
+
+    /// Creates the pair's topic; a topic that already exists is success.
+    async fn prepare(&self, client: &ClientId, event: &EventName) -> Result<(), StreamError> {
+        let topic = topic_name(client, event);
+        let new_topic = NewTopic::new(
+            &topic,
+            self.options.partitions,
+            TopicReplication::Fixed(self.options.replication_factor),
+        );
+        let deadline = self.options.request_timeout;
+        let admin_options = AdminOptions::new()
+            .request_timeout(Some(deadline))
+            .operation_timeout(Some(deadline));
+        let results = tokio::time::timeout(
+            deadline + Duration::from_secs(1),
+            self.admin.create_topics([&new_topic], &admin_options),
+        )
+        .await
+        .map_err(|_| StreamError::Unavailable(cause(TimedOut(deadline))))?
+        .map_err(unavailable)?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    tracing::error!(%topic, %code, "could not create a Kafka topic");
+                    return Err(StreamError::Unavailable(cause(TopicNotCreated {
+                        topic,
+                        code,
+                    })));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Topics are per pair and created at registration; this only checks that the brokers
+    /// answer, so a wrong `EVENT_STREAM` fails `setup` rather than the first request.
+    async fn setup(&self) -> Result<(), StreamError> {
+        let producer = self.producer.clone();
+        let deadline = self.options.request_timeout;
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, deadline))
+            .await
+            .map_err(|e| StreamError::Unavailable(cause(e)))?
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// The read side: a fresh consumer for each subscription.
+#[derive(Debug, Clone)]
+pub struct KafkaSource {
+    brokers: String,
+    options: KafkaOptions,
+}
+
+impl KafkaSource {
+    pub fn new(brokers: &str, options: KafkaOptions) -> Self {
+        Self {
+            brokers: brokers.to_owned(),
+            options,
+        }
+    }
+}
+
+#[async_trait]
+impl EventSource for KafkaSource {
+    async fn subscribe(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        start: StartAt,
+    ) -> Result<Box<dyn Subscription>, StreamError> {
+        // librdkafka's consumer API wants a group id, but the partitions are assigned, not
+        // subscribed: the group is never joined, positions live in this subscription and
+        // nothing is committed. A fresh id keeps subscriptions independent.
+        let group = format!("event-processor-listen-{}", uuid::Uuid::now_v7().simple());
+        let consumer: StreamConsumer = base_config(&self.brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("allow.auto.create.topics", "false")
+            // An offset that no longer exists (retention) restarts at the oldest record.
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .map_err(unavailable)?;
+        let mut subscription = KafkaSubscription {
+            consumer: Arc::new(consumer),
+            topic: topic_name(client, event),
+            start,
+            assigned: false,
+            request_timeout: self.options.request_timeout,
+        };
+        subscription.assign().await?;
+        Ok(Box::new(subscription))
+    }
+}
+
+struct KafkaSubscription {
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    start: StartAt,
+    /// False while the topic does not exist yet (the pair is not registered).
+    assigned: bool,
+    request_timeout: Duration,
+}
+
+impl KafkaSubscription {
+    /// Assigns every partition of the topic, if it exists. The end offsets are resolved now
+    /// (not lazily by the fetcher), so an event accepted after `subscribe` returned is seen.
+    async fn assign(&mut self) -> Result<(), StreamError> {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let start = self.start;
+        let timeout = self.request_timeout;
+        let assignment = tokio::task::spawn_blocking(move || {
+            let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
+            let partitions: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic && t.error().is_none())
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            if partitions.is_empty() {
+                return Ok(None);
+            }
+            let mut list = TopicPartitionList::with_capacity(partitions.len());
+            for partition in partitions {
+                let offset = match start {
+                    StartAt::Beginning => Offset::Beginning,
+                    StartAt::End => {
+                        let (_low, high) = consumer.fetch_watermarks(&topic, partition, timeout)?;
+                        Offset::Offset(high)
+                    }
+                };
+                list.add_partition_offset(&topic, partition, offset)?;
+            }
+            consumer.assign(&list)?;
+            Ok::<_, KafkaError>(Some(()))
+        })
+        .await
+        .map_err(|e| StreamError::Unavailable(cause(e)))?
+        .map_err(unavailable)?;
+        if assignment.is_some() {
+            self.assigned = true;
+            // Every record of a topic created after the subscription is new to it.
+            self.start = StartAt::Beginning;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a binary-mode record back into the CloudEvent it carries.
+fn cloud_event_of(message: &BorrowedMessage<'_>) -> Result<CloudEvent, StreamError> {
+    let fail = |detail: String| {
+        StreamError::Corrupt(cause(NotACloudEvent {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            detail,
+        }))
+    };
+    let attribute = |name: &str| -> Result<String, StreamError> {
+        let headers = message.headers().ok_or_else(|| fail("no headers".into()))?;
+        let value = headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .ok_or_else(|| fail(format!("header {name} is missing")))?;
+        String::from_utf8(value.to_vec()).map_err(|_| fail(format!("header {name} is not UTF-8")))
+    };
+    let cloud_event = CloudEvent {
+        specversion: attribute("ce_specversion")?,
+        id: attribute("ce_id")?,
+        source: attribute("ce_source")?,
+        event_type: attribute("ce_type")?,
+        time: attribute("ce_time")?,
+        dataschema: attribute("ce_dataschema")?,
+        datacontenttype: attribute("content-type")?,
+        data: serde_json::from_slice(message.payload().unwrap_or_default())
+            .map_err(|e| fail(format!("value is not JSON: {e}")))?,
+    };
+    Ok(cloud_event)
+}
+
+#[async_trait]
+impl Subscription for KafkaSubscription {
+    async fn next_batch(&mut self) -> Result<Vec<CloudEvent>, StreamError> {
+        if !self.assigned {
+            self.assign().await?;
+            if !self.assigned {
+                tokio::time::sleep(POLL_WAIT).await;
+                return Ok(Vec::new());
+            }
+        }
+        let mut events = Vec::new();
+        let first = match tokio::time::timeout(POLL_WAIT, self.consumer.recv()).await {
+            Err(_) => return Ok(events),
+            Ok(first) => first,
+        };
+        let mut next = Some(first);
+        while let Some(received) = next {
+            let message = received.map_err(unavailable)?;
+            events.push(cloud_event_of(&message)?);
+            if events.len() >= POLL_LIMIT {
+                break;
+            }
+            // Whatever is already fetched, without waiting for more.
+            next = self.consumer.recv().now_or_never();
+        }
+        Ok(events)
+    }
+}

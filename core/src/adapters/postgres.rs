@@ -1,0 +1,419 @@
+//! The PostgreSQL schema store (feature `postgres`), for the docker-compose stack and for
+//! operators who already run PostgreSQL.
+//!
+//! Built on tokio-postgres with a deadpool pool rather than sqlx: the store runs a handful of
+//! fixed statements, so it needs neither sqlx's macros nor a database at compile time, and the
+//! dependency tree stays small. The pool verifies a connection before lending it again
+//! (`RecyclingMethod::Verified`), so a backend that was terminated, or a server that
+//! restarted, is replaced by a fresh connection on the next request without intervention.
+//!
+//! Every statement is parameterized. Transient failures (a dropped connection, a server
+//! shutting down, no connection within the pool's timeout) are retried with jittered backoff a
+//! bounded number of times, each attempt under a deadline; then the call fails with
+//! [`StoreError::Unavailable`], which the HTTP layer turns into `503` with `Retry-After`.
+//!
+//! Migrations are SQL files embedded in the binary and applied in order, each once, under an
+//! advisory lock (so gateways starting together do not race), by [`PostgresStore::connect`]
+//! and again, idempotently, by `setup`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use rand::Rng;
+use serde_json::Value;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use crate::domain::{ClientId, EventName, SchemaVersion};
+use crate::ports::{
+    Cause, Insert, RegisteredEvent, RegisteredSchema, SchemaStore, StoreError, cause,
+};
+
+/// The migrations, in order. A migration is never edited once released: add a new one.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "create_event_schemas",
+    sql: include_str!("../../migrations/postgres/0001_create_event_schemas.sql"),
+}];
+
+/// Serializes migration runs across processes (`pg_advisory_xact_lock` key; arbitrary, fixed).
+const MIGRATION_LOCK: i64 = 0x6576_656e_7470_726f; // "eventpro"
+
+/// Most connections one gateway holds.
+const POOL_SIZE: usize = 16;
+/// How long a request waits for a pooled connection, or for a new one to be established.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one statement (one attempt) may take.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts per call for transient failures, and the first backoff between them.
+const ATTEMPTS: u32 = 3;
+const BACKOFF: Duration = Duration::from_millis(50);
+
+struct Migration {
+    version: i32,
+    name: &'static str,
+    sql: &'static str,
+}
+
+/// Why the store could not be opened (`SCHEMA_STORE=postgres://...`).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the PostgreSQL URL does not parse")]
+    Url(#[source] tokio_postgres::Error),
+    #[error("could not build the PostgreSQL connection pool")]
+    Pool(#[source] deadpool_postgres::BuildError),
+    #[error("could not apply the PostgreSQL migrations")]
+    Migrate(#[source] StoreError),
+}
+
+/// A statement that did not answer within [`QUERY_TIMEOUT`].
+#[derive(Debug, thiserror::Error)]
+#[error("PostgreSQL did not answer within {0:?}")]
+struct QueryTimedOut(Duration);
+
+/// A row this code did not write correctly (hand-edited table, other tool).
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable row in PostgreSQL table event_schemas: {0}")]
+struct CorruptRow(String);
+
+/// One failed attempt, classified.
+enum Failure {
+    /// Worth another attempt on another connection.
+    Transient(Cause),
+    /// Retrying cannot help (e.g. a constraint this code did not expect).
+    Permanent(Cause),
+    /// The data read back is unreadable.
+    Corrupt(Cause),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(error: tokio_postgres::Error) -> Self {
+        if is_transient(&error) {
+            Failure::Transient(cause(error))
+        } else {
+            Failure::Permanent(cause(error))
+        }
+    }
+}
+
+impl From<PoolError> for Failure {
+    fn from(error: PoolError) -> Self {
+        match error {
+            // A connection could not be established: unless the server refused it for good
+            // (e.g. a wrong password), it may be restarting.
+            PoolError::Backend(e) if e.code().is_none() || is_transient(&e) => {
+                Failure::Transient(cause(e))
+            }
+            PoolError::Backend(e) => Failure::Permanent(cause(e)),
+            // The pool already waited its full timeout; another attempt would only wait again.
+            other => Failure::Permanent(cause(other)),
+        }
+    }
+}
+
+/// A dropped connection, a server going away or refusing connections for now, or a
+/// serialization conflict: the same statement may succeed on a fresh connection.
+fn is_transient(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    match error.code() {
+        // No SQLSTATE: transient if the connection's I/O failed (reset, refused, timed out).
+        None => {
+            let mut source = std::error::Error::source(error);
+            while let Some(e) = source {
+                if e.is::<std::io::Error>() {
+                    return true;
+                }
+                source = e.source();
+            }
+            false
+        }
+        Some(code) => {
+            code.code().starts_with("08") // connection_exception class
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::T_R_SERIALIZATION_FAILURE,
+                    SqlState::T_R_DEADLOCK_DETECTED,
+                    SqlState::TOO_MANY_CONNECTIONS,
+                ]
+                .contains(code)
+        }
+    }
+}
+
+/// Schemas in a PostgreSQL table, through a connection pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never print it.
+        f.debug_struct("PostgresStore")
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Opens a pool on `url` (`postgres://user[:password]@host[:port]/database[?...]`) and
+    /// applies any pending migration. Fails if the server cannot be reached now.
+    pub async fn connect(url: &str) -> Result<Self, OpenError> {
+        let mut config = tokio_postgres::Config::from_str(url).map_err(OpenError::Url)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("event-processor");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // Check a pooled connection before lending it again, so a terminated backend
+                // is replaced instead of failing the next request.
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(OpenError::Pool)?;
+        let store = Self { pool };
+        store.migrate().await.map_err(OpenError::Migrate)?;
+        Ok(store)
+    }
+
+    /// Applies, in order and each once, the migrations this database has not seen yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.attempt(|pool| async move {
+            let mut client = pool.get().await?;
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS event_processor_migrations (
+                     version    integer     PRIMARY KEY,
+                     name       text        NOT NULL,
+                     applied_at timestamptz NOT NULL DEFAULT now()
+                 )",
+            )
+            .await?;
+            let applied: Vec<i32> = tx
+                .query("SELECT version FROM event_processor_migrations", &[])
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            for migration in MIGRATIONS {
+                if applied.contains(&migration.version) {
+                    continue;
+                }
+                tx.batch_execute(migration.sql).await?;
+                tx.execute(
+                    "INSERT INTO event_processor_migrations (version, name) VALUES ($1, $2)",
+                    &[&migration.version, &migration.name],
+                )
+                .await?;
+                tracing::info!(
+                    version = migration.version,
+                    name = migration.name,
+                    "applied PostgreSQL migration"
+                );
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs `f` with bounded retries of transient failures, each attempt under
+    /// [`QUERY_TIMEOUT`]. `f` must be safe to repeat (every statement here is).
+    async fn attempt<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn(Pool) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let mut backoff = BACKOFF;
+        let mut attempt = 1;
+        loop {
+            let failure = match tokio::time::timeout(QUERY_TIMEOUT, f(self.pool.clone())).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(failure)) => failure,
+                Err(_) => Failure::Transient(cause(QueryTimedOut(QUERY_TIMEOUT))),
+            };
+            match failure {
+                Failure::Transient(error) if attempt < ATTEMPTS => {
+                    tracing::warn!(error = %ErrorChain(&error), attempt, "PostgreSQL call failed; retrying");
+                    let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64);
+                    tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                Failure::Transient(error) | Failure::Permanent(error) => {
+                    tracing::error!(error = %ErrorChain(&error), attempt, "PostgreSQL call failed");
+                    return Err(StoreError::Unavailable(error));
+                }
+                Failure::Corrupt(error) => {
+                    tracing::error!(error = %ErrorChain(&error), "unreadable PostgreSQL row");
+                    return Err(StoreError::Corrupt(error));
+                }
+            }
+        }
+    }
+}
+
+/// Displays an error with its sources, for logs.
+struct ErrorChain<'a>(&'a Cause);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}
+
+fn corrupt(detail: impl std::fmt::Display) -> Failure {
+    Failure::Corrupt(cause(CorruptRow(detail.to_string())))
+}
+
+/// A column of a row this code wrote; a value of another type is a corrupt row.
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    index: usize,
+) -> Result<T, Failure> {
+    row.try_get(index).map_err(corrupt)
+}
+
+fn version_of(raw: i32) -> Result<SchemaVersion, Failure> {
+    u32::try_from(raw)
+        .ok()
+        .and_then(SchemaVersion::new)
+        .ok_or_else(|| corrupt(format!("version {raw}")))
+}
+
+async fn latest_schema(
+    pool: &Pool,
+    client: &ClientId,
+    event: &EventName,
+) -> Result<Option<RegisteredSchema>, Failure> {
+    let conn = pool.get().await?;
+    let statement = conn
+        .prepare_cached(
+            "SELECT version, schema_text FROM event_schemas
+             WHERE client = $1 AND event = $2
+             ORDER BY version DESC LIMIT 1",
+        )
+        .await?;
+    let Some(row) = conn
+        .query_opt(&statement, &[&client.as_str(), &event.as_str()])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let schema: &str = column(&row, 1)?;
+    Ok(Some(RegisteredSchema {
+        client: client.clone(),
+        event: event.clone(),
+        version: version_of(column(&row, 0)?)?,
+        schema: serde_json::from_str(schema).map_err(corrupt)?,
+    }))
+}
+
+#[async_trait]
+impl SchemaStore for PostgresStore {
+    /// `INSERT ... ON CONFLICT DO NOTHING`: the primary key decides the race. A loser reads
+    /// the winner's row back in a second statement, which (under READ COMMITTED) sees it,
+    /// because the conflicting insert had to commit before ON CONFLICT could decide.
+    async fn insert_if_absent(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        schema: &Value,
+    ) -> Result<Insert, StoreError> {
+        let text = schema.to_string();
+        self.attempt(|pool| {
+            let text = text.as_str();
+            async move {
+                let conn = pool.get().await?;
+                let statement = conn
+                    .prepare_cached(
+                        "INSERT INTO event_schemas (client, event, version, schema, schema_text)
+                         VALUES ($1, $2, 1, $3::text::jsonb, $3::text)
+                         ON CONFLICT (client, event, version) DO NOTHING
+                         RETURNING version",
+                    )
+                    .await?;
+                let inserted = conn
+                    .query_opt(&statement, &[&client.as_str(), &event.as_str(), &text])
+                    .await?;
+                drop(conn);
+                if let Some(row) = inserted {
+                    return Ok(Insert::Inserted(version_of(column(&row, 0)?)?));
+                }
+                // A retry after a lost reply can land here and read back its own row: the
+                // caller then sees an identical existing schema, which is what happened.
+                match latest_schema(&pool, client, event).await? {
+                    Some(existing) => Ok(Insert::Existing(existing)),
+                    None => Err(corrupt(
+                        "a conflicting row vanished before it could be read",
+                    )),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn get(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+    ) -> Result<Option<RegisteredSchema>, StoreError> {
+        self.attempt(|pool| async move { latest_schema(&pool, client, event).await })
+            .await
+    }
+
+    async fn list(&self, client: &ClientId) -> Result<Vec<RegisteredEvent>, StoreError> {
+        self.attempt(|pool| async move {
+            let conn = pool.get().await?;
+            let statement = conn
+                .prepare_cached(
+                    "SELECT event, max(version) FROM event_schemas
+                     WHERE client = $1 GROUP BY event ORDER BY event",
+                )
+                .await?;
+            let rows = conn.query(&statement, &[&client.as_str()]).await?;
+            rows.iter()
+                .map(|row| {
+                    let event: &str = column(row, 0)?;
+                    Ok(RegisteredEvent {
+                        client: client.clone(),
+                        event: EventName::parse(event).map_err(corrupt)?,
+                        version: version_of(column(row, 1)?)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Applies pending migrations (already done on open; repeating is a no-op).
+    async fn setup(&self) -> Result<(), StoreError> {
+        self.migrate().await
+    }
+}

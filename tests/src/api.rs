@@ -1,0 +1,101 @@
+//! Driving the one HTTP router in-process, as a client would, with `tower::ServiceExt::oneshot`.
+
+use axum::Router;
+use axum::body::Body;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// A response: status, headers, and the JSON body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+/// Sends one request with an optional body of the given content type.
+pub async fn call(
+    router: &Router,
+    method: Method,
+    uri: &str,
+    body: Option<(&str, String)>,
+) -> Reply {
+    let mut request = Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some((content_type, body)) => {
+            request = request.header(http::header::CONTENT_TYPE, content_type);
+            Body::from(body)
+        }
+        None => Body::empty(),
+    };
+    let response = router
+        .clone()
+        .oneshot(request.body(body).expect("a valid request"))
+        .await
+        .expect("the router is infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("read the body")
+        .to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "{status}: body is not JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// `POST uri` with a JSON body.
+pub async fn post_json(router: &Router, uri: &str, body: &Value) -> Reply {
+    call(
+        router,
+        Method::POST,
+        uri,
+        Some(("application/json", body.to_string())),
+    )
+    .await
+}
+
+/// `POST uri` with a form-urlencoded body.
+pub async fn post_form(router: &Router, uri: &str, fields: &[(&str, &str)]) -> Reply {
+    let body = fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    call(
+        router,
+        Method::POST,
+        uri,
+        Some(("application/x-www-form-urlencoded", body)),
+    )
+    .await
+}
+
+/// `GET uri`.
+pub async fn get(router: &Router, uri: &str) -> Reply {
+    call(router, Method::GET, uri, None).await
+}
+
+fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_owned(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,200 @@
+//! The Kafka stream beyond the contract: a broker that stops mid-stream, topic preparation,
+//! and subscriptions, on librdkafka's mock cluster and on a tansu broker process.
+#![cfg(feature = "kafka")]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use event_processor_core::App;
+use event_processor_core::adapters::kafka::{KafkaOptions, KafkaSource, KafkaStream, topic_name};
+use event_processor_core::adapters::memory::MemorySchemaStore;
+use event_processor_core::domain::SchemaVersion;
+use event_processor_core::envelope::Envelope;
+use event_processor_core::ports::{EventSource, EventStream, StartAt, StreamError};
+use event_processor_core::processor::Processor;
+use event_processor_tests::api::{Reply, post_json};
+use event_processor_tests::contract::read_events;
+use event_processor_tests::kafka::{
+    MockKafka, Tansu, impatient, partition_count, read_records_until, tansu_brokers,
+};
+use event_processor_tests::{event_name, unique_client};
+use http::StatusCode;
+use serde_json::json;
+
+/// The gateway on a memory store and `stream`.
+fn gateway(stream: Arc<dyn EventStream>) -> axum::Router {
+    let store = Arc::new(MemorySchemaStore::new());
+    App {
+        processor: Processor::new(store.clone(), stream.clone()),
+        store,
+        stream,
+    }
+    .router()
+}
+
+fn assert_503(reply: &Reply) {
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        reply.body
+    );
+    assert!(reply.headers.contains_key(http::header::RETRY_AFTER));
+}
+
+/// Sends events while the broker runs, stops it, checks that sends fail with 503, restarts
+/// it, and checks that every acknowledged event is in the topic and that sends work again.
+async fn broker_stopping_mid_stream(
+    brokers: &str,
+    stream: Arc<dyn EventStream>,
+    stop: impl Fn(),
+    restart: impl Fn(),
+) {
+    let app = gateway(stream);
+    let (client, event) = (unique_client(), event_name("Fruits"));
+    let base = format!("/{client}/{event}");
+    let registered = post_json(&app, &format!("{base}/register_event"), &json!({})).await;
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{:?}",
+        registered.body
+    );
+    let mut acknowledged = BTreeSet::new();
+    for i in 0..5 {
+        let sent = post_json(&app, &format!("{base}/send_event"), &json!({"i": i})).await;
+        assert_eq!(sent.status, StatusCode::OK, "{:?}", sent.body);
+        acknowledged.insert(sent.body["id"].as_str().unwrap().to_owned());
+    }
+
+    stop();
+    for i in 5..8 {
+        assert_503(&post_json(&app, &format!("{base}/send_event"), &json!({"i": i})).await);
+    }
+    assert_503(
+        &post_json(
+            &app,
+            &format!("{base}/send_events"),
+            &json!([{"i": 8}, {"i": 9}]),
+        )
+        .await,
+    );
+    restart();
+
+    // The producer reconnects with backoff: each try is bounded by the delivery timeout.
+    let mut recovered = None;
+    for _ in 0..20 {
+        let sent = post_json(&app, &format!("{base}/send_event"), &json!({"i": 10})).await;
+        if sent.status == StatusCode::OK {
+            recovered = Some(sent.body["id"].as_str().unwrap().to_owned());
+            break;
+        }
+        assert_503(&sent);
+    }
+    acknowledged.insert(recovered.expect("sends succeed again once the broker is back"));
+    let (brokers, topic) = (brokers.to_owned(), topic_name(&client, &event));
+    let records = tokio::task::spawn_blocking(move || {
+        read_records_until(&brokers, &topic, |records| {
+            let ids: BTreeSet<&str> = records
+                .iter()
+                .map(|r| r.headers["ce_id"].as_str())
+                .collect();
+            acknowledged.iter().all(|id| ids.contains(id.as_str()))
+        })
+    })
+    .await
+    .unwrap();
+    assert!(records.len() >= 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_broker_down_mid_stream_gives_503s_and_keeps_every_acknowledged_event() {
+    let mock = MockKafka::start();
+    let (stream, _) = mock.adapter(impatient());
+    broker_stopping_mid_stream(
+        &mock.brokers,
+        stream,
+        || mock.broker_down(),
+        || mock.broker_up(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_stopped_mid_stream_gives_503s_and_keeps_every_acknowledged_event() {
+    let tansu = Tansu::start();
+    let stream = Arc::new(KafkaStream::connect(&tansu.brokers, impatient()).unwrap());
+    broker_stopping_mid_stream(&tansu.brokers, stream, || tansu.pause(), || tansu.resume()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preparing_creates_the_topic_through_the_admin_api_and_an_existing_topic_is_success() {
+    let brokers = tansu_brokers();
+    let stream = KafkaStream::connect(&brokers, KafkaOptions::default()).unwrap();
+    let (client, event) = (unique_client(), event_name("Fruits"));
+
+    stream.prepare(&client, &event).await.unwrap();
+    stream.prepare(&client, &event).await.unwrap();
+
+    let topic = topic_name(&client, &event);
+    let partitions = tokio::task::spawn_blocking(move || partition_count(&brokers, &topic))
+        .await
+        .unwrap();
+    assert_eq!(partitions, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_opened_before_registration_reads_the_pair_once_its_topic_exists() {
+    let brokers = tansu_brokers();
+    let stream = KafkaStream::connect(&brokers, KafkaOptions::default()).unwrap();
+    let source = KafkaSource::new(&brokers, KafkaOptions::default());
+    let (client, event) = (unique_client(), event_name("Early"));
+    let mut subscription = source
+        .subscribe(&client, &event, StartAt::End)
+        .await
+        .unwrap();
+    assert!(subscription.next_batch().await.unwrap().is_empty());
+
+    stream.prepare(&client, &event).await.unwrap();
+    let sent = Envelope::new(
+        &client,
+        &event,
+        SchemaVersion::FIRST,
+        json!({"early": true}),
+    );
+    stream.publish(&sent).await.unwrap();
+
+    assert_eq!(
+        read_events(subscription.as_mut(), 1).await,
+        vec![sent.cloud_event]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_fails_publish_and_prepare_as_unavailable() {
+    // Port 1 on loopback: nothing listens, connections are refused.
+    let stream = KafkaStream::connect("127.0.0.1:1", impatient()).unwrap();
+    let (client, event) = (unique_client(), event_name("Fruits"));
+    let envelope = Envelope::new(&client, &event, SchemaVersion::FIRST, json!({}));
+
+    let published = stream.publish(&envelope).await;
+    let prepared = KafkaStream::connect(
+        "127.0.0.1:1",
+        KafkaOptions {
+            request_timeout: std::time::Duration::from_secs(2),
+            ..impatient()
+        },
+    )
+    .unwrap()
+    .prepare(&client, &event)
+    .await;
+
+    assert!(
+        matches!(published, Err(StreamError::Unavailable(_))),
+        "{published:?}"
+    );
+    assert!(
+        matches!(prepared, Err(StreamError::Unavailable(_))),
+        "{prepared:?}"
+    );
+}
