@@ -231,6 +231,14 @@ pub async fn event_source(config: &StreamConfig) -> Result<Arc<dyn EventSource>,
         ))),
         #[cfg(not(feature = "kafka"))]
         StreamConfig::Kafka { .. } => Err(not_compiled(EVENT_STREAM_VAR, "Kafka", "kafka")),
+        #[cfg(feature = "aws")]
+        StreamConfig::Kinesis { stream } => Ok(Arc::new(
+            crate::adapters::kinesis::KinesisEventStream::from_config(
+                crate::adapters::aws::shared_config().await,
+                stream,
+            ),
+        )),
+        #[cfg(not(feature = "aws"))]
         StreamConfig::Kinesis { .. } => Err(not_compiled(EVENT_STREAM_VAR, "Kinesis", "aws")),
     }
 }
@@ -265,6 +273,14 @@ async fn open_store(config: &Config) -> Result<Arc<dyn SchemaStore>, ConfigError
         )),
         #[cfg(not(feature = "postgres"))]
         StoreConfig::Postgres(_) => Err(not_compiled(SCHEMA_STORE_VAR, "PostgreSQL", "postgres")),
+        #[cfg(feature = "aws")]
+        StoreConfig::DynamoDb { table } => Ok(Arc::new(
+            crate::adapters::dynamodb::DynamoDbSchemaStore::from_config(
+                crate::adapters::aws::shared_config().await,
+                table,
+            ),
+        )),
+        #[cfg(not(feature = "aws"))]
         StoreConfig::DynamoDb { .. } => Err(not_compiled(SCHEMA_STORE_VAR, "DynamoDB", "aws")),
     }
 }
@@ -289,6 +305,14 @@ async fn open_stream(config: &Config) -> Result<Arc<dyn EventStream>, ConfigErro
         )),
         #[cfg(not(feature = "kafka"))]
         StreamConfig::Kafka { .. } => Err(not_compiled(EVENT_STREAM_VAR, "Kafka", "kafka")),
+        #[cfg(feature = "aws")]
+        StreamConfig::Kinesis { stream } => Ok(Arc::new(
+            crate::adapters::kinesis::KinesisEventStream::from_config(
+                crate::adapters::aws::shared_config().await,
+                stream,
+            ),
+        )),
+        #[cfg(not(feature = "aws"))]
         StreamConfig::Kinesis { .. } => Err(not_compiled(EVENT_STREAM_VAR, "Kinesis", "aws")),
     }
 }

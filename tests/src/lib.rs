@@ -8,6 +8,8 @@
 //! ```
 
 pub mod api;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod contract;
 #[cfg(feature = "kafka")]
 pub mod kafka;

@@ -1,0 +1,52 @@
+//! The Lambda runtime edge: what every function binary under `functions/` runs.
+//!
+//! Each function is the same program (the whole [`App::router`]); API Gateway routes only its
+//! endpoint to it. Keeping the start-up here means the four `main.rs` cannot drift apart.
+
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::App;
+use crate::http::ErrorChain;
+
+/// Initialises JSON logs, builds the app from the environment once per cold start, and serves
+/// invocations until the runtime stops. A start-up failure is logged and exits non-zero, so
+/// Lambda reports an init error instead of answering with a half-built app.
+pub async fn run() -> ExitCode {
+    init_tracing();
+    let app = match App::from_env().await {
+        Ok(app) => app,
+        Err(error) => {
+            tracing::error!(error = %ErrorChain(&error), "start-up failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    match lambda_http::run(app.router()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %ErrorChain(error.as_ref()), "the Lambda runtime stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// JSON lines for CloudWatch. The span list carries the runtime's `requestId` and the HTTP
+/// layer's `request_id`, `client` and `event` on every line. `AWS_LAMBDA_LOG_LEVEL` (set by the
+/// function's logging config) or `RUST_LOG` choose the level; `info` otherwise.
+fn init_tracing() {
+    let filter = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|level| EnvFilter::try_new(level.to_lowercase()).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_span_list(true)
+        .with_target(false)
+        // CloudWatch stamps every line itself.
+        .without_time()
+        .init();
+}

@@ -1,0 +1,11 @@
+//! Lambda function `get-schema`: API Gateway routes `GET /{client}/{event}/schema` here.
+//!
+//! Like every function it mounts the one HTTP layer over the app built from `SCHEMA_STORE` /
+//! `EVENT_STREAM` once per cold start; see `event_processor_core::lambda`.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    event_processor_core::lambda::run().await
+}

@@ -1,0 +1,11 @@
+//! Lambda function `register-event`: API Gateway routes `POST /{client}/{event}/register_event` here.
+//!
+//! Like every function it mounts the one HTTP layer over the app built from `SCHEMA_STORE` /
+//! `EVENT_STREAM` once per cold start; see `event_processor_core::lambda`.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    event_processor_core::lambda::run().await
+}

@@ -1,0 +1,272 @@
+//! AWS test support: clients on the `moto_server` that `scripts/test` starts
+//! (`scripts/services/10-moto.sh`), fresh tables and streams, a raw Kinesis reader, a GetItem
+//! counter, and the API Gateway events of `events/`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_kinesis::types::ShardIteratorType;
+use event_processor_core::App;
+use event_processor_core::adapters::dynamodb::DynamoDbSchemaStore;
+use event_processor_core::adapters::kinesis::KinesisEventStream;
+use event_processor_core::config::Config;
+use event_processor_core::ports::{EventStream, SchemaStore};
+use serde_json::Value;
+
+use crate::api::Reply;
+
+/// The variable `scripts/services/10-moto.sh` exports.
+pub const ENDPOINT_VAR: &str = "AWS_ENDPOINT_URL";
+
+/// moto's URL. Panics (the test fails, it is never skipped) when the test command did not
+/// start moto: without it the SDK would talk to real AWS or wait on instance metadata.
+pub fn endpoint() -> String {
+    std::env::var(ENDPOINT_VAR).unwrap_or_else(|_| {
+        panic!("{ENDPOINT_VAR} is not set: run the tests through scripts/test, which starts moto_server")
+    })
+}
+
+/// A fresh SDK configuration from the environment, checked to point at moto.
+pub async fn sdk_config() -> SdkConfig {
+    endpoint();
+    event_processor_core::adapters::aws::load().await
+}
+
+/// A table or stream name no other test uses.
+pub fn unique_name(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        event_processor_core::domain::EventId::new()
+            .as_uuid()
+            .simple()
+    )
+}
+
+/// A schema store on its own, newly created table.
+pub async fn fresh_store() -> DynamoDbSchemaStore {
+    let store = DynamoDbSchemaStore::from_config(&sdk_config().await, unique_name("schemas"));
+    store.setup().await.expect("create the table");
+    store
+}
+
+/// An event stream on its own, newly created stream.
+pub async fn fresh_stream() -> KinesisEventStream {
+    let stream = KinesisEventStream::from_config(&sdk_config().await, unique_name("events"));
+    stream.setup().await.expect("create the stream");
+    stream
+}
+
+/// The backends of one test app: its own table and stream, named as `SCHEMA_STORE` /
+/// `EVENT_STREAM` would name them.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub table: String,
+    pub stream: String,
+}
+
+impl Names {
+    pub fn fresh() -> Self {
+        Self {
+            table: unique_name("schemas"),
+            stream: unique_name("events"),
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        Config::parse(
+            &format!("dynamodb:{}", self.table),
+            &format!("kinesis:{}", self.stream),
+        )
+        .expect("valid backend names")
+    }
+}
+
+/// An app built as a Lambda builds it (`SCHEMA_STORE=dynamodb:…`, `EVENT_STREAM=kinesis:…`),
+/// on a new table and stream created by `setup`.
+pub async fn fresh_app() -> (App, Names) {
+    endpoint();
+    let names = Names::fresh();
+    let app = App::build(&names.config()).await.expect("build the app");
+    app.setup().await.expect("create the table and the stream");
+    (app, names)
+}
+
+/// A record as Kinesis holds it.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    pub partition_key: String,
+    pub data: Value,
+}
+
+/// Every record of `stream`, read from every shard with GetRecords from TRIM_HORIZON.
+pub async fn raw_records(stream: &str) -> Vec<RawRecord> {
+    let client = aws_sdk_kinesis::Client::new(&sdk_config().await);
+    let shards = client
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .expect("list shards");
+    let mut records = Vec::new();
+    for shard in shards.shards() {
+        let mut iterator = client
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("get a shard iterator")
+            .shard_iterator()
+            .map(str::to_owned);
+        while let Some(current) = iterator {
+            let output = client
+                .get_records()
+                .shard_iterator(current)
+                .send()
+                .await
+                .expect("get records");
+            for record in output.records() {
+                records.push(RawRecord {
+                    partition_key: record.partition_key().to_owned(),
+                    data: serde_json::from_slice(record.data().as_ref())
+                        .expect("record data is JSON"),
+                });
+            }
+            iterator = if output.records().is_empty() {
+                None
+            } else {
+                output.next_shard_iterator().map(str::to_owned)
+            };
+        }
+    }
+    records
+}
+
+/// Counts the DynamoDB calls of one operation a client sends (by their `X-Amz-Target`).
+#[derive(Debug, Clone)]
+pub struct CallCounter {
+    target: &'static str,
+    calls: Arc<AtomicUsize>,
+}
+
+impl CallCounter {
+    pub fn get_item() -> Self {
+        Self::new("DynamoDB_20120810.GetItem")
+    }
+
+    pub fn query() -> Self {
+        Self::new("DynamoDB_20120810.Query")
+    }
+
+    fn new(target: &'static str) -> Self {
+        Self {
+            target,
+            calls: Arc::default(),
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if context.request().headers().get("x-amz-target") == Some(self.target) {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// A schema store on `table` whose calls of `counter`'s operation are counted.
+pub async fn counted_store(table: &str, counter: &CallCounter) -> DynamoDbSchemaStore {
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config().await)
+        .interceptor(counter.clone())
+        .build();
+    DynamoDbSchemaStore::new(aws_sdk_dynamodb::Client::from_conf(config), table)
+}
+
+/// `events/<function>/<case>.json`, as API Gateway would deliver it.
+pub fn event_file(function: &str, case: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(function)
+        .join(format!("{case}.json"))
+}
+
+/// Every case of `events/<function>/`, by name.
+pub fn event_cases(function: &str) -> Vec<String> {
+    let dir = event_file(function, "x").with_file_name("");
+    let mut cases: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            (path.extension()? == "json").then(|| path.file_stem()?.to_str().map(str::to_owned))?
+        })
+        .collect();
+    cases.sort();
+    cases
+}
+
+/// Feeds an API Gateway HTTP API (payload 2.0) event through `router` the way the Lambda
+/// runtime does: lambda_http turns the JSON into a request, the router answers it.
+pub async fn invoke(router: &axum::Router, function: &str, case: &str) -> Reply {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let path = event_file(function, case);
+    let json =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let request = lambda_http::request::from_str(&json)
+        .unwrap_or_else(|e| panic!("{} is not an API Gateway event: {e}", path.display()));
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the router is infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("read the body")
+        .to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "{status}: body is not JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// The JSON body of an event file (what the client sent), for comparing with what was stored.
+pub fn event_body(function: &str, case: &str) -> HashMap<String, Value> {
+    let path = event_file(function, case);
+    let event: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read"))
+        .expect("event file is JSON");
+    let body = event["body"].as_str().expect("the event has a text body");
+    serde_json::from_str(body).expect("the body is a JSON object")
+}

@@ -1,0 +1,7 @@
+//! The serverless shape on moto_server: every function's `events/` payloads through the
+//! Lambda request path, the whole API end to end on DynamoDB + Kinesis, and Kinesis retries.
+#![cfg(feature = "aws")]
+
+mod e2e;
+mod functions;
+mod retries;
