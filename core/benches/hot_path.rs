@@ -32,7 +32,12 @@ fn validate_and_envelope(c: &mut Criterion) {
     c.bench_function("validate + envelope (small event)", |b| {
         b.iter(|| {
             schema.validate(black_box(&data)).unwrap();
-            black_box(Envelope::new(&client, &event, SchemaVersion::FIRST, data.clone()))
+            black_box(Envelope::new(
+                &client,
+                &event,
+                SchemaVersion::FIRST,
+                data.clone(),
+            ))
         })
     });
     let envelope = Envelope::new(&client, &event, SchemaVersion::FIRST, data.clone());
@@ -42,15 +47,28 @@ fn validate_and_envelope(c: &mut Criterion) {
 }
 
 fn http_layer(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let processor = Processor::new(Arc::new(MemorySchemaStore::new()), Arc::new(MemoryEventStream::new()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let processor = Processor::new(
+        Arc::new(MemorySchemaStore::new()),
+        Arc::new(MemoryEventStream::new()),
+    );
     let app = router(processor);
     runtime.block_on(async {
         let request = Request::post("/SpongeBob/Fruits/register_event")
             .header("content-type", "application/json")
             .body(Body::from(r#"{"type":"object","required":["fruit"]}"#))
             .unwrap();
-        assert!(app.clone().oneshot(request).await.unwrap().status().is_success());
+        assert!(
+            app.clone()
+                .oneshot(request)
+                .await
+                .unwrap()
+                .status()
+                .is_success()
+        );
     });
 
     c.bench_function("HTTP send_event in-process (memory)", |b| {
