@@ -19,7 +19,7 @@
 //! or from the current end, and keeps its position in memory: it joins no consumer group and
 //! commits nothing.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -114,7 +114,10 @@ fn base_config(brokers: &str) -> ClientConfig {
 
 /// The producer side, one per process.
 pub struct KafkaStream {
-    producer: FutureProducer,
+    /// The producer and its generation. librdkafka asks for a producer that hit a fatal
+    /// error (e.g. fenced after an epoch bump) to be replaced: it never produces again.
+    producer: RwLock<(u64, FutureProducer)>,
+    producer_config: ClientConfig,
     admin: AdminClient<DefaultClientContext>,
     options: KafkaOptions,
 }
@@ -138,7 +141,8 @@ impl KafkaStream {
             .as_millis()
             .max(1)
             .to_string();
-        let producer: FutureProducer = base_config(brokers)
+        let mut producer_config = base_config(brokers);
+        producer_config
             // Durable acknowledgement: every in-sync replica has the record.
             .set("acks", "all")
             // Retries never duplicate or reorder records within a partition.
@@ -146,14 +150,52 @@ impl KafkaStream {
             .set("message.timeout.ms", &delivery_ms)
             .set("request.timeout.ms", &request_ms)
             // A few milliseconds of batching: concurrent sends share produce requests.
-            .set("linger.ms", "5")
-            .create()?;
+            .set("linger.ms", "5");
+        let producer: FutureProducer = producer_config.create()?;
         let admin = base_config(brokers).create()?;
         Ok(Self {
-            producer,
+            producer: RwLock::new((0, producer)),
+            producer_config,
             admin,
             options,
         })
+    }
+
+    fn producer(&self) -> (u64, FutureProducer) {
+        self.producer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces producer `generation` if it can no longer produce: it hit a fatal error, or
+    /// the broker fenced its producer id (as some brokers do after the epoch bump that
+    /// follows a delivery timeout). Once, however many sends saw it.
+    fn replace_if_fatal(&self, generation: u64, producer: &FutureProducer, error: &KafkaError) {
+        let reason = match (producer.client().fatal_error(), error.rdkafka_error_code()) {
+            (Some((_, reason)), _) => reason,
+            (
+                None,
+                Some(
+                    code @ (RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber),
+                ),
+            ) => code.to_string(),
+            _ => return,
+        };
+        let mut current = self.producer.write().unwrap_or_else(|e| e.into_inner());
+        if current.0 != generation {
+            return;
+        }
+        match self.producer_config.create() {
+            Ok(fresh) => {
+                tracing::warn!(%reason, "Kafka producer can no longer produce; replaced it");
+                *current = (generation + 1, fresh);
+            }
+            Err(error) => tracing::error!(%error, "could not replace the failed Kafka producer"),
+        }
     }
 
     async fn deliver(&self, envelope: &Envelope) -> Result<(), StreamError> {
@@ -174,15 +216,16 @@ impl KafkaStream {
             .payload(&payload)
             .key(key)
             .headers(headers);
+        let (generation, producer) = self.producer();
         // Waiting for room in a full local queue counts against the same deadline.
-        match self
-            .producer
+        match producer
             .send(record, Timeout::After(self.options.delivery_timeout))
             .await
         {
             Ok(_delivery) => Ok(()),
             Err((error, _record)) => {
                 tracing::warn!(%error, %topic, id = key, "Kafka did not acknowledge an event");
+                self.replace_if_fatal(generation, &producer, &error);
                 Err(unavailable(error))
             }
         }
@@ -240,7 +283,7 @@ impl EventStream for KafkaStream {
     /// Topics are per pair and created at registration; this only checks that the brokers
     /// answer, so a wrong `EVENT_STREAM` fails `setup` rather than the first request.
     async fn setup(&self) -> Result<(), StreamError> {
-        let producer = self.producer.clone();
+        let (_, producer) = self.producer();
         let deadline = self.options.request_timeout;
         tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, deadline))
             .await
@@ -278,18 +321,18 @@ impl EventSource for KafkaSource {
         // subscribed: the group is never joined, positions live in this subscription and
         // nothing is committed. A fresh id keeps subscriptions independent.
         let group = format!("event-processor-listen-{}", uuid::Uuid::now_v7().simple());
-        let consumer: StreamConsumer = base_config(&self.brokers)
+        let mut config = base_config(&self.brokers);
+        config
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .set("allow.auto.create.topics", "false")
             // An offset that no longer exists (retention) restarts at the oldest record.
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .map_err(unavailable)?;
+            .set("auto.offset.reset", "earliest");
         let mut subscription = KafkaSubscription {
-            consumer: Arc::new(consumer),
+            consumer: Arc::new(config.create().map_err(unavailable)?),
+            config,
             topic: topic_name(client, event),
             start,
             assigned: false,
@@ -302,6 +345,7 @@ impl EventSource for KafkaSource {
 
 struct KafkaSubscription {
     consumer: Arc<StreamConsumer>,
+    config: ClientConfig,
     topic: String,
     start: StartAt,
     /// False while the topic does not exist yet (the pair is not registered).
@@ -313,6 +357,11 @@ impl KafkaSubscription {
     /// Assigns every partition of the topic, if it exists. The end offsets are resolved now
     /// (not lazily by the fetcher), so an event accepted after `subscribe` returned is seen.
     async fn assign(&mut self) -> Result<(), StreamError> {
+        if !self.assigned {
+            // A consumer that once saw the topic missing may keep it marked unknown until
+            // its next periodic metadata refresh: start afresh for each attempt.
+            self.consumer = Arc::new(self.config.create().map_err(unavailable)?);
+        }
         let consumer = self.consumer.clone();
         let topic = self.topic.clone();
         let start = self.start;
@@ -347,7 +396,8 @@ impl KafkaSubscription {
         .map_err(unavailable)?;
         if assignment.is_some() {
             self.assigned = true;
-            // Every record of a topic created after the subscription is new to it.
+        } else {
+            // The topic does not exist yet: every record it will ever hold is new.
             self.start = StartAt::Beginning;
         }
         Ok(())
