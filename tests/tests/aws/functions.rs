@@ -6,7 +6,7 @@ use event_processor_core::App;
 use event_processor_tests::api::Reply;
 use event_processor_tests::aws::{Names, event_body, event_cases, fresh_app, invoke, raw_records};
 use http::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// The events/ files this module drives, per function; a new file needs a test here.
 const CASES: &[(&str, &[&str])] = &[
@@ -23,7 +23,14 @@ const CASES: &[(&str, &[&str])] = &[
     ),
     (
         "send-event",
-        &["form", "invalid", "not-json", "unregistered", "valid"],
+        &[
+            "batch",
+            "form",
+            "invalid",
+            "not-json",
+            "unregistered",
+            "valid",
+        ],
     ),
     ("get-schema", &["bad-name", "registered", "unregistered"]),
     (
@@ -195,6 +202,36 @@ mod send_event {
 
         assert_failed(&reply, StatusCode::NOT_FOUND, "event_not_registered");
         assert!(raw_records(&names.stream).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_one_invalid_event_is_207_and_publishes_the_valid_ones() {
+        let (app, names) = app_with_fruits().await;
+
+        let reply = run(&app, "send-event", "batch").await;
+
+        assert_eq!(reply.status, StatusCode::MULTI_STATUS, "{:?}", reply.body);
+        assert_eq!(reply.body["accepted"], 2);
+        assert_eq!(reply.body["rejected"], 1);
+        let statuses: Vec<&Value> = reply.body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["status"])
+            .collect();
+        assert_eq!(statuses, [&json!(200), &json!(422), &json!(200)]);
+        let mut stored: Vec<Value> = raw_records(&names.stream)
+            .await
+            .into_iter()
+            .map(|r| r.data["id"].clone())
+            .collect();
+        stored.sort_by_key(|id| id.to_string());
+        let mut accepted = vec![
+            reply.body["results"][0]["id"].clone(),
+            reply.body["results"][2]["id"].clone(),
+        ];
+        accepted.sort_by_key(|id| id.to_string());
+        assert_eq!(stored, accepted);
     }
 
     #[tokio::test]
