@@ -243,6 +243,7 @@ pub async fn event_source(config: &StreamConfig) -> Result<Arc<dyn EventSource>,
     }
 }
 
+#[allow(dead_code, reason = "unused when every backend feature is compiled in")]
 fn not_compiled(
     variable: &'static str,
     backend: &'static str,

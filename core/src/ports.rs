@@ -55,6 +55,11 @@ pub enum StreamError {
     /// Nothing that this call reports as failed was acknowledged. Maps to 503.
     #[error("event stream unavailable")]
     Unavailable(#[source] Cause),
+    /// The event, once enveloped, is larger than the stream accepts for one record (Kinesis:
+    /// 1 MiB with its partition key; Kafka: the producer's `message.max.bytes`). Retrying
+    /// cannot help, so it maps to 413, not 503.
+    #[error("the enveloped event is {size} bytes; the event stream accepts at most {max}")]
+    TooLarge { size: usize, max: usize },
     /// A record read back from the stream is not a CloudEvent this code can read.
     #[error("event stream returned an unreadable record")]
     Corrupt(#[source] Cause),

@@ -68,6 +68,8 @@ pub enum ItemOutcome {
     Invalid(Vec<ValidationIssue>),
     /// Valid, but the stream did not acknowledge it; the client may retry it.
     Unavailable,
+    /// Valid, but too large for one stream record; retrying cannot help.
+    TooLarge,
 }
 
 /// A pair's compiled schema as the hot path needs it.
@@ -192,6 +194,7 @@ impl Processor {
         for ((index, envelope), result) in indexes.into_iter().zip(&envelopes).zip(results) {
             outcomes[index] = match result {
                 Ok(()) => ItemOutcome::Accepted(envelope.id),
+                Err(StreamError::TooLarge { .. }) => ItemOutcome::TooLarge,
                 Err(error) => {
                     tracing::warn!(error = %crate::ports::ErrorChain(&error), id = %envelope.id, "batch item not acknowledged");
                     ItemOutcome::Unavailable

@@ -227,3 +227,31 @@ async fn listen_reads_back_what_the_gateway_published() {
         format!("/{client}/{event}/schema?version=1")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_under_the_body_limit_but_over_a_kafka_record_is_413_not_503() {
+    let app = app().await;
+    let (client, event) = registered(&app).await;
+    // Under the 1 MiB body limit, over the producer's 1,000,000-byte message limit.
+    let big = json!({"fruit": "x".repeat(1_020_000)});
+
+    let sent = post_json(&app, &format!("/{client}/{event}/send_event"), &big).await;
+    let valid = post_json(
+        &app,
+        &format!("/{client}/{event}/send_event"),
+        &json!({"fruit": "kiwi"}),
+    )
+    .await;
+
+    assert_eq!(
+        sent.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{:?}",
+        sent.body
+    );
+    assert_eq!(sent.body["error"], "payload_too_large");
+    assert_eq!(valid.status, StatusCode::OK, "{:?}", valid.body);
+    // The topic starts with the small event: the large one was never published.
+    let first = records(&client, &event, 1).await.remove(0);
+    assert_eq!(first.headers["ce_id"], valid.body["id"].as_str().unwrap());
+}

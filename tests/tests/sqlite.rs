@@ -246,3 +246,71 @@ async fn concurrent_sends_waiting_on_the_writer_commit_together_in_one_transacti
     assert!(commits <= 3, "{commits} commits for 100 sends");
     assert_eq!(offsets(&path, client.as_str(), "Group").len(), 100);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_load_with_the_database_intermittently_locked_no_acknowledged_event_is_lost() {
+    // Given a gateway whose writer gives up after 20 ms on a lock, and another connection
+    // that keeps taking the write lock for 60 ms every 100 ms,
+    let path = db_path();
+    let db = SqliteDb::open_with_busy_timeout(&path, std::time::Duration::from_millis(20)).unwrap();
+    let gw = gateway(&db);
+    let client = unique_client();
+    post(&gw, &format!("/{client}/Chaos/register_event"), &json!({})).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let locker = {
+        let (path, stop) = (path.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            let mut faults = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+                faults += 1;
+                std::thread::sleep(std::time::Duration::from_millis(60));
+                conn.execute_batch("COMMIT").unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(40));
+            }
+            faults
+        })
+    };
+
+    // when 2,000 events are sent, 50 at a time,
+    let mut acknowledged = BTreeSet::new();
+    let mut refused = 0;
+    for round in 0..40 {
+        let sends: Vec<_> = (0..50)
+            .map(|i| {
+                let (gw, uri) = (gw.clone(), format!("/{client}/Chaos/send_event"));
+                tokio::spawn(async move { post(&gw, &uri, &json!({"round": round, "i": i})).await })
+            })
+            .collect();
+        for send in sends {
+            let (status, body) = send.await.unwrap();
+            match status {
+                StatusCode::OK => {
+                    assert!(acknowledged.insert(body["id"].as_str().unwrap().to_owned()))
+                }
+                StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+                other => panic!("unexpected {other}: {body}"),
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let faults = locker.join().unwrap();
+
+    // then every 200 is in the log, nothing refused is, and the offsets have no gap.
+    let rows = offsets(&path, client.as_str(), "Chaos");
+    let stored: BTreeSet<String> = rows.iter().map(|(_, id)| id.clone()).collect();
+    eprintln!(
+        "faults injected: {faults} lock holds; acknowledged {}, refused {refused}, found {}, lost {}",
+        acknowledged.len(),
+        stored.len(),
+        acknowledged.difference(&stored).count()
+    );
+    assert!(
+        faults > 0 && refused > 0,
+        "the fault must have bitten: {faults} faults, {refused} refusals"
+    );
+    assert_eq!(stored, acknowledged);
+    let offsets_seen: Vec<i64> = rows.iter().map(|(offset, _)| *offset).collect();
+    assert_eq!(offsets_seen, (0..rows.len() as i64).collect::<Vec<_>>());
+}

@@ -97,6 +97,10 @@ struct NotACloudEvent {
     detail: String,
 }
 
+/// The producer's record size limit (librdkafka's default), so a too large event is refused
+/// locally instead of by the broker.
+const MAX_MESSAGE_BYTES: usize = 1_000_000;
+
 fn unavailable(error: KafkaError) -> StreamError {
     StreamError::Unavailable(cause(error))
 }
@@ -145,6 +149,7 @@ impl KafkaStream {
         producer_config
             // Durable acknowledgement: every in-sync replica has the record.
             .set("acks", "all")
+            .set("message.max.bytes", MAX_MESSAGE_BYTES.to_string())
             // Retries never duplicate or reorder records within a partition.
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", &delivery_ms)
@@ -223,6 +228,13 @@ impl KafkaStream {
             .await
         {
             Ok(_delivery) => Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                // Refused by the producer's or the broker's `message.max.bytes`: final.
+                Err(StreamError::TooLarge {
+                    size: payload.len(),
+                    max: MAX_MESSAGE_BYTES,
+                })
+            }
             Err((error, _record)) => {
                 tracing::warn!(%error, %topic, id = key, "Kafka did not acknowledge an event");
                 self.replace_if_fatal(generation, &producer, &error);

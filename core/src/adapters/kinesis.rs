@@ -31,6 +31,8 @@ use crate::ports::{Cause, EventSource, EventStream, StartAt, StreamError, Subscr
 
 /// Kinesis accepts at most this many records per PutRecords call ...
 pub const MAX_BATCH_RECORDS: usize = 500;
+/// Kinesis' limit for one record: data plus partition key.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// ... and at most this many bytes (data plus partition keys) per call.
 pub const MAX_BATCH_BYTES: usize = 5 * 1024 * 1024;
 
@@ -317,6 +319,17 @@ impl KinesisEventStream {
     }
 }
 
+/// A record Kinesis would refuse whatever the retries: answered as too large, not unavailable.
+fn check_record_size(size: usize) -> Result<(), StreamError> {
+    if size > MAX_RECORD_BYTES {
+        return Err(StreamError::TooLarge {
+            size,
+            max: MAX_RECORD_BYTES,
+        });
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl EventStream for KinesisEventStream {
     /// PutRecord; `Ok` only with a sequence number. Transient failures are retried until the
@@ -324,6 +337,7 @@ impl EventStream for KinesisEventStream {
     async fn publish(&self, event: &Envelope) -> Result<(), StreamError> {
         let data = Blob::new(event.to_structured_json());
         let partition_key = event.id.to_string();
+        check_record_size(data.as_ref().len() + partition_key.len())?;
         let deadline = Instant::now() + self.retry.deadline;
         let mut attempts = 0;
         loop {
@@ -377,6 +391,10 @@ impl EventStream for KinesisEventStream {
         let mut chunk_bytes = 0;
         for (index, entry) in entries.iter().enumerate() {
             let bytes = entry.data().as_ref().len() + entry.partition_key().len();
+            if let Err(too_large) = check_record_size(bytes) {
+                results[index] = Some(Err(too_large));
+                continue;
+            }
             if !chunk.is_empty()
                 && (chunk.len() == MAX_BATCH_RECORDS || chunk_bytes + bytes > MAX_BATCH_BYTES)
             {

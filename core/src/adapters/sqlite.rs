@@ -32,7 +32,7 @@ use crate::ports::{
 /// Most commands committed in one transaction; bounds the latency one commit can add.
 const MAX_GROUP: usize = 1024;
 /// How long a connection waits for another process's write lock before giving up (→ 503).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a subscription polls the file for new events, and how long one poll waits.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const POLL_WAIT: Duration = Duration::from_millis(500);
@@ -117,14 +117,14 @@ impl Command {
 #[error("the SQLite writer thread has stopped")]
 struct WriterStopped;
 
-fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+fn open_connection(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: a commit is durable when it returns, which is what a 200 promises.
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -134,10 +134,19 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 impl SqliteDb {
     /// Opens (creating and migrating if needed) the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> rusqlite::Result<Arc<Self>> {
+        Self::open_with_busy_timeout(path, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// [`SqliteDb::open`] with another wait for a lock held by another process (fault tests
+    /// use a short one so that a held lock turns into 503s quickly).
+    pub fn open_with_busy_timeout(
+        path: impl AsRef<Path>,
+        busy_timeout: Duration,
+    ) -> rusqlite::Result<Arc<Self>> {
         let path = path.as_ref().to_path_buf();
-        let write_conn = open_connection(&path)?;
+        let write_conn = open_connection(&path, busy_timeout)?;
         write_conn.execute_batch(MIGRATION)?;
-        let reader = open_connection(&path)?;
+        let reader = open_connection(&path, busy_timeout)?;
         let (sender, receiver) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = commits.clone();

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::domain::NameError;
 pub use crate::ports::ErrorChain;
+use crate::ports::StreamError;
 use crate::processor::ProcessError;
 use crate::schema::{SchemaError, ValidationIssue};
 
@@ -95,6 +96,9 @@ impl ApiError {
             ApiError::Process(P::InvalidEvent(_)) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
             }
+            ApiError::Process(P::Stream(StreamError::TooLarge { .. })) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
             ApiError::Process(P::Store(_) | P::Stream(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
             }
@@ -107,6 +111,9 @@ impl ApiError {
         match self {
             ApiError::Process(ProcessError::Store(_)) => {
                 "the schema store is unavailable; nothing was changed, retry later".to_owned()
+            }
+            ApiError::Process(ProcessError::Stream(e @ StreamError::TooLarge { .. })) => {
+                e.to_string()
             }
             ApiError::Process(ProcessError::Stream(_)) => {
                 "the event stream is unavailable; the event was not published, retry later"

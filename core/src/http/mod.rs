@@ -182,7 +182,7 @@ fn batch_response(outcomes: &[ItemOutcome]) -> Response {
         .count();
     let invalid = outcomes
         .iter()
-        .filter(|o| matches!(o, ItemOutcome::Invalid(_)))
+        .filter(|o| matches!(o, ItemOutcome::Invalid(_) | ItemOutcome::TooLarge))
         .count();
     let unavailable = outcomes.len() - accepted - invalid;
     let results: Vec<Value> = outcomes
@@ -194,6 +194,7 @@ fn batch_response(outcomes: &[ItemOutcome]) -> Response {
                 json!({"index": index, "status": 422, "errors": errors})
             }
             ItemOutcome::Unavailable => json!({"index": index, "status": 503}),
+            ItemOutcome::TooLarge => json!({"index": index, "status": 413}),
         })
         .collect();
     let (status, error, msg) = if accepted == outcomes.len() {

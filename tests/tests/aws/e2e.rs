@@ -176,3 +176,29 @@ async fn a_thousand_sends_to_one_event_read_the_schema_store_once() {
     );
     assert_eq!(get_items.count(), 1, "GetItem calls for 1,000 sends");
 }
+
+#[tokio::test]
+async fn an_event_under_the_body_limit_but_over_a_kinesis_record_once_enveloped_is_413_not_503() {
+    let (app, names) = fresh_app().await;
+    let router = app.router();
+    let client = unique_client();
+    post_json(
+        &router,
+        &format!("/{client}/Blob/register_event"),
+        &json!({}),
+    )
+    .await;
+    // 1 MiB minus a little fits the HTTP limit; the CloudEvents envelope pushes it past 1 MiB.
+    let event = json!("x".repeat(1024 * 1024 - 64));
+
+    let sent = post_json(&router, &format!("/{client}/Blob/send_event"), &event).await;
+
+    assert_eq!(
+        sent.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{:?}",
+        sent.body
+    );
+    assert_eq!(sent.body["error"], "payload_too_large");
+    assert!(raw_records(&names.stream).await.is_empty());
+}
