@@ -34,6 +34,9 @@ enum Mode {
     /// Forwards only the even-indexed records of the first PutRecords call and reports the
     /// odd ones throttled; forwards later calls as they are.
     ThrottleOddRecordsOnce,
+    /// Answers `percent`% of PutRecord calls (spread evenly over the call count) with a
+    /// throttling error before they reach moto; forwards the others.
+    ThrottleShare { percent: usize },
     /// Forwards everything (and records what it saw).
     PassThrough,
 }
@@ -140,6 +143,18 @@ async fn handle(
             };
             if call <= times {
                 return kinesis_error(status, code);
+            }
+            kinesis_reply(proxy.forward(&uri, &headers, body).await)
+        }
+        (Mode::ThrottleShare { percent }, PUT_RECORD) => {
+            let call = {
+                let mut seen = proxy.seen.lock().unwrap();
+                seen.put_record_calls += 1;
+                seen.put_record_calls
+            };
+            // A fixed permutation of the call count, so the failures are spread, not bunched.
+            if (call * 37) % 100 < percent {
+                return kinesis_error(400, "ProvisionedThroughputExceededException");
             }
             kinesis_reply(proxy.forward(&uri, &headers, body).await)
         }
@@ -362,4 +377,60 @@ async fn a_large_batch_is_split_into_calls_of_at_most_500_records() {
     assert!(results.iter().all(Result::is_ok));
     let sizes = proxy.seen(|s| s.put_records_calls.iter().map(Vec::len).collect::<Vec<_>>());
     assert_eq!(sizes, [500, 500, 200]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_concurrent_load_with_kinesis_throttling_no_acknowledged_event_is_lost() {
+    // Given a stream that throttles 80% of PutRecord calls and a 400 ms retry deadline,
+    let moto_stream = fresh_stream().await;
+    let (proxy, url) = Proxy::start(Mode::ThrottleShare { percent: 80 }).await;
+    let (router, uri) = api_via(
+        &url,
+        moto_stream.stream_name(),
+        quick_retries(Duration::from_millis(400)),
+    )
+    .await;
+
+    // when 200 events are sent, 50 at a time,
+    let mut acknowledged = std::collections::BTreeSet::new();
+    let mut refused = 0;
+    for round in 0..4 {
+        let sends: Vec<_> = (0..50)
+            .map(|i| {
+                let (router, uri) = (router.clone(), uri.clone());
+                tokio::spawn(async move {
+                    post_json(&router, &uri, &json!({"round": round, "i": i})).await
+                })
+            })
+            .collect();
+        for send in sends {
+            let reply = send.await.unwrap();
+            match reply.status {
+                StatusCode::OK => {
+                    acknowledged.insert(reply.body["id"].as_str().unwrap().to_owned());
+                }
+                StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+                other => panic!("unexpected {other}: {:?}", reply.body),
+            }
+        }
+    }
+
+    // then exactly the acknowledged events are in the stream (a throttled call never reached it).
+    let found: std::collections::BTreeSet<String> = raw_records(moto_stream.stream_name())
+        .await
+        .into_iter()
+        .map(|r| r.data["id"].as_str().unwrap().to_owned())
+        .collect();
+    let calls = proxy.seen(|s| s.put_record_calls);
+    eprintln!(
+        "PutRecord calls {calls} (80% throttled); acknowledged {}, refused {refused}, found {}, lost {}",
+        acknowledged.len(),
+        found.len(),
+        acknowledged.difference(&found).count()
+    );
+    assert!(
+        calls > 200 && !acknowledged.is_empty(),
+        "the faults must have bitten"
+    );
+    assert_eq!(found, acknowledged);
 }
