@@ -232,12 +232,7 @@ pub async fn event_source(config: &StreamConfig) -> Result<Arc<dyn EventSource>,
         #[cfg(not(feature = "kafka"))]
         StreamConfig::Kafka { .. } => Err(not_compiled(EVENT_STREAM_VAR, "Kafka", "kafka")),
         #[cfg(feature = "aws")]
-        StreamConfig::Kinesis { stream } => Ok(Arc::new(
-            crate::adapters::kinesis::KinesisEventStream::from_config(
-                crate::adapters::aws::shared_config().await,
-                stream,
-            ),
-        )),
+        StreamConfig::Kinesis { stream } => Ok(Arc::new(kinesis(stream).await)),
         #[cfg(not(feature = "aws"))]
         StreamConfig::Kinesis { .. } => Err(not_compiled(EVENT_STREAM_VAR, "Kinesis", "aws")),
     }
@@ -307,15 +302,19 @@ async fn open_stream(config: &Config) -> Result<Arc<dyn EventStream>, ConfigErro
         #[cfg(not(feature = "kafka"))]
         StreamConfig::Kafka { .. } => Err(not_compiled(EVENT_STREAM_VAR, "Kafka", "kafka")),
         #[cfg(feature = "aws")]
-        StreamConfig::Kinesis { stream } => Ok(Arc::new(
-            crate::adapters::kinesis::KinesisEventStream::from_config(
-                crate::adapters::aws::shared_config().await,
-                stream,
-            ),
-        )),
+        StreamConfig::Kinesis { stream } => Ok(Arc::new(kinesis(stream).await)),
         #[cfg(not(feature = "aws"))]
         StreamConfig::Kinesis { .. } => Err(not_compiled(EVENT_STREAM_VAR, "Kinesis", "aws")),
     }
+}
+
+/// The Kinesis adapter serves both sides: publishing, and `listen`.
+#[cfg(feature = "aws")]
+async fn kinesis(stream: &str) -> crate::adapters::kinesis::KinesisEventStream {
+    crate::adapters::kinesis::KinesisEventStream::from_config(
+        crate::adapters::aws::shared_config().await,
+        stream,
+    )
 }
 
 /// One handle (one writer thread) per file, shared when schemas and events use the same file.

@@ -30,9 +30,14 @@ pub async fn call(
         }
         None => Body::empty(),
     };
+    send(router, request.body(body).expect("a valid request")).await
+}
+
+/// Sends a ready-made request through the router and reads the JSON answer.
+pub async fn send(router: &Router, request: Request<Body>) -> Reply {
     let response = router
         .clone()
-        .oneshot(request.body(body).expect("a valid request"))
+        .oneshot(request)
         .await
         .expect("the router is infallible");
     let status = response.status();

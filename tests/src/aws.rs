@@ -228,38 +228,12 @@ pub fn event_cases(function: &str) -> Vec<String> {
 /// Feeds an API Gateway HTTP API (payload 2.0) event through `router` the way the Lambda
 /// runtime does: lambda_http turns the JSON into a request, the router answers it.
 pub async fn invoke(router: &axum::Router, function: &str, case: &str) -> Reply {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-
     let path = event_file(function, case);
     let json =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let request = lambda_http::request::from_str(&json)
         .unwrap_or_else(|e| panic!("{} is not an API Gateway event: {e}", path.display()));
-    let response = router
-        .clone()
-        .oneshot(request)
-        .await
-        .expect("the router is infallible");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("read the body")
-        .to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        panic!(
-            "{status}: body is not JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    });
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    crate::api::send(router, request.map(axum::body::Body::new)).await
 }
 
 /// The JSON body of an event file (what the client sent), for comparing with what was stored.

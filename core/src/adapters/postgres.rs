@@ -28,7 +28,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::domain::{ClientId, EventName, SchemaVersion};
 use crate::ports::{
-    Cause, Insert, RegisteredEvent, RegisteredSchema, SchemaStore, StoreError, cause,
+    Cause, ErrorChain, Insert, RegisteredEvent, RegisteredSchema, SchemaStore, StoreError, cause,
 };
 
 /// The migrations, in order. A migration is never edited once released: add a new one.
@@ -254,37 +254,22 @@ impl PostgresStore {
             };
             match failure {
                 Failure::Transient(error) if attempt < ATTEMPTS => {
-                    tracing::warn!(error = %ErrorChain(&error), attempt, "PostgreSQL call failed; retrying");
+                    tracing::warn!(error = %ErrorChain(error.as_ref()), attempt, "PostgreSQL call failed; retrying");
                     let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64);
                     tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
                     backoff *= 2;
                     attempt += 1;
                 }
                 Failure::Transient(error) | Failure::Permanent(error) => {
-                    tracing::error!(error = %ErrorChain(&error), attempt, "PostgreSQL call failed");
+                    tracing::error!(error = %ErrorChain(error.as_ref()), attempt, "PostgreSQL call failed");
                     return Err(StoreError::Unavailable(error));
                 }
                 Failure::Corrupt(error) => {
-                    tracing::error!(error = %ErrorChain(&error), "unreadable PostgreSQL row");
+                    tracing::error!(error = %ErrorChain(error.as_ref()), "unreadable PostgreSQL row");
                     return Err(StoreError::Corrupt(error));
                 }
             }
         }
-    }
-}
-
-/// Displays an error with its sources, for logs.
-struct ErrorChain<'a>(&'a Cause);
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(error) = source {
-            write!(f, ": {error}")?;
-            source = error.source();
-        }
-        Ok(())
     }
 }
 

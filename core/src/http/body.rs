@@ -80,9 +80,22 @@ pub async fn read_limited(
     }
 }
 
-/// Extracts the JSON document a request carries: the whole body for JSON, or the form
-/// field `field` holding JSON text. `what` names the document in error messages.
-pub fn json_document(
+/// The JSON document a request carries, checked in the order a client can fix things:
+/// Content-Type (415), size (413), then parsing (400). The whole body for JSON, or the form
+/// field `field` holding JSON text; `what` names the document in error messages.
+pub async fn document(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    field: &'static str,
+    what: &'static str,
+) -> Result<Value, ApiError> {
+    let encoding = encoding(headers)?;
+    let bytes = read_limited(headers, body, limit).await?;
+    json_document(encoding, &bytes, field, what)
+}
+
+fn json_document(
     encoding: Encoding,
     bytes: &[u8],
     field: &'static str,

@@ -110,9 +110,14 @@ async fn register_event(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (client, event) = pair(path)?;
-    let encoding = body::encoding(&headers)?;
-    let bytes = body::read_limited(&headers, body, state.limits.schema).await?;
-    let schema = body::json_document(encoding, &bytes, "event_schema", "the schema")?;
+    let schema = body::document(
+        &headers,
+        body,
+        state.limits.schema,
+        "event_schema",
+        "the schema",
+    )
+    .await?;
     let registered = state
         .processor
         .register_event(&client, &event, schema)
@@ -135,9 +140,7 @@ async fn send_event(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (client, event) = pair(path)?;
-    let encoding = body::encoding(&headers)?;
-    let bytes = body::read_limited(&headers, body, state.limits.event).await?;
-    let data = body::json_document(encoding, &bytes, "event", "the event")?;
+    let data = body::document(&headers, body, state.limits.event, "event", "the event").await?;
     let id = state.processor.receive_event(&client, &event, data).await?;
     Ok(succeeded(StatusCode::OK, "event sent", json!({"id": id})))
 }
