@@ -104,9 +104,15 @@ pub struct NotAcknowledged {
 #[error("Kinesis answered without a sequence number")]
 pub struct NoSequenceNumber;
 
-/// One attempt did not finish before the deadline.
+/// An attempt in flight is never cut off at the publishing deadline: Kinesis may already have
+/// stored its record, and abandoning it would answer 503 for an event that is in the stream.
+/// The deadline bounds when attempts *start*; an attempt is bounded by the SDK's attempt
+/// timeout, and by this cap as a last resort.
+const IN_FLIGHT_LIMIT: Duration = Duration::from_secs(30);
+
+/// One attempt did not finish within [`IN_FLIGHT_LIMIT`].
 #[derive(Debug, thiserror::Error)]
-#[error("the attempt was cut off by the publishing deadline")]
+#[error("the attempt did not finish within the in-flight limit")]
 pub struct AttemptCutOff;
 
 /// PutRecords refused one record (its per-record `ErrorCode`).
@@ -256,7 +262,7 @@ impl KinesisEventStream {
                 .stream_name(&self.stream)
                 .set_records(Some(pending.iter().map(|&i| entries[i].clone()).collect()))
                 .send();
-            let last: Cause = match tokio::time::timeout_at(deadline, call).await {
+            let last: Cause = match tokio::time::timeout(IN_FLIGHT_LIMIT, call).await {
                 Ok(Ok(output)) if output.records().len() == pending.len() => {
                     let mut failed = Vec::new();
                     let mut last = None;
@@ -349,7 +355,7 @@ impl EventStream for KinesisEventStream {
                 .partition_key(&partition_key)
                 .data(data.clone())
                 .send();
-            let last = match tokio::time::timeout_at(deadline, call).await {
+            let last = match tokio::time::timeout(IN_FLIGHT_LIMIT, call).await {
                 Ok(Ok(output)) if !output.sequence_number().is_empty() => return Ok(()),
                 Ok(Ok(_)) => return Err(unavailable(NoSequenceNumber)),
                 Ok(Err(error)) if is_transient_response(&error) => cause(error),
