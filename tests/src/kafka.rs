@@ -20,6 +20,7 @@ use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 /// Variables `scripts/services/30-kafka.sh` exports.
 pub const BROKERS_VAR: &str = "EP_TEST_KAFKA_BROKERS";
@@ -44,6 +45,7 @@ enum MockCommand {
     CreateTopic(String),
     BrokerDown,
     BrokerUp,
+    ProduceErrors(Vec<RDKafkaRespErr>),
 }
 
 /// A librdkafka mock cluster of one broker (id 1). The cluster is not `Send`, so a thread of
@@ -67,6 +69,9 @@ impl MockKafka {
                     MockCommand::CreateTopic(topic) => drop(cluster.create_topic(&topic, 1, 1)),
                     MockCommand::BrokerDown => cluster.broker_down(1).unwrap(),
                     MockCommand::BrokerUp => cluster.broker_up(1).unwrap(),
+                    MockCommand::ProduceErrors(errors) => {
+                        cluster.request_errors(RDKafkaApiKey::Produce, &errors)
+                    }
                 }
                 let _ = done.send(());
             }
@@ -90,6 +95,12 @@ impl MockKafka {
 
     pub fn broker_up(&self) {
         self.run(MockCommand::BrokerUp);
+    }
+
+    /// Makes the next Produce requests fail, one error each, in order
+    /// (`RD_KAFKA_RESP_ERR__TRANSPORT` drops the connection instead).
+    pub fn fail_produce_requests(&self, errors: &[RDKafkaRespErr]) {
+        self.run(MockCommand::ProduceErrors(errors.to_vec()));
     }
 
     /// The Kafka adapter on this cluster. The mock broker does not implement the CreateTopics

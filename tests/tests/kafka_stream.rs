@@ -198,3 +198,74 @@ async fn an_unreachable_broker_fails_publish_and_prepare_as_unavailable() {
         "{prepared:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_concurrent_load_with_produce_requests_failing_no_acknowledged_event_is_lost() {
+    use rdkafka::types::RDKafkaRespErr::*;
+    // Given the mock broker, and a gateway on it,
+    let mock = MockKafka::start();
+    let (stream, _) = mock.adapter(impatient());
+    let app = gateway(stream);
+    let (client, event) = (unique_client(), event_name("Chaos"));
+    let base = format!("/{client}/{event}");
+    post_json(&app, &format!("{base}/register_event"), &json!({})).await;
+
+    // when 200 events are sent 50 at a time while Produce requests fail (dropped connections,
+    // timeouts, leader changes, missing replicas) before each round,
+    let faults = [
+        RD_KAFKA_RESP_ERR__TRANSPORT,
+        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+        RD_KAFKA_RESP_ERR__TRANSPORT,
+    ];
+    let mut acknowledged = BTreeSet::new();
+    let mut refused = 0;
+    for round in 0..4 {
+        mock.fail_produce_requests(&faults);
+        let sends: Vec<_> = (0..50)
+            .map(|i| {
+                let (app, uri) = (app.clone(), format!("{base}/send_event"));
+                tokio::spawn(async move {
+                    post_json(&app, &uri, &json!({"round": round, "i": i})).await
+                })
+            })
+            .collect();
+        for send in sends {
+            let reply = send.await.unwrap();
+            match reply.status {
+                StatusCode::OK => {
+                    acknowledged.insert(reply.body["id"].as_str().unwrap().to_owned());
+                }
+                StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+                other => panic!("unexpected {other}: {:?}", reply.body),
+            }
+        }
+    }
+
+    // then every acknowledged event is in the topic.
+    assert!(!acknowledged.is_empty());
+    let (brokers, topic) = (mock.brokers.clone(), topic_name(&client, &event));
+    let wanted = acknowledged.clone();
+    let records = tokio::task::spawn_blocking(move || {
+        read_records_until(&brokers, &topic, |records| {
+            let ids: BTreeSet<&str> = records
+                .iter()
+                .map(|r| r.headers["ce_id"].as_str())
+                .collect();
+            wanted.iter().all(|id| ids.contains(id.as_str()))
+        })
+    })
+    .await
+    .unwrap();
+    let found: BTreeSet<String> = records.iter().map(|r| r.headers["ce_id"].clone()).collect();
+    eprintln!(
+        "faults injected: {} failed Produce requests; acknowledged {}, refused {refused}, found {} distinct in {} records, lost {}",
+        faults.len() * 4,
+        acknowledged.len(),
+        found.len(),
+        records.len(),
+        acknowledged.difference(&found).count()
+    );
+    assert!(acknowledged.is_subset(&found));
+}
