@@ -14,6 +14,10 @@ use serde_json::Value;
 /// At most this many validation details are reported for one event (API.md).
 pub const MAX_REPORTED_ERRORS: usize = 20;
 
+/// Longest validation message returned. Messages quote the failing value, so without a cap a
+/// 1 MiB event could come back twenty times over in one error body.
+const MAX_MESSAGE_CHARS: usize = 300;
+
 /// Backtracking budget per `pattern` match: catastrophic patterns fail fast instead of stalling.
 const REGEX_BACKTRACK_LIMIT: usize = 100_000;
 
@@ -35,9 +39,17 @@ impl From<&ValidationError<'_>> for ValidationIssue {
             instance_path: error.instance_path().as_str().to_owned(),
             schema_path: error.schema_path().as_str().to_owned(),
             keyword: error.kind().keyword().to_owned(),
-            message: error.to_string(),
+            message: truncated(error.to_string()),
         }
     }
+}
+
+fn truncated(mut message: String) -> String {
+    if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        message.truncate(cut);
+        message.push('…');
+    }
+    message
 }
 
 /// Why a document cannot be registered as a schema.
@@ -221,6 +233,14 @@ mod tests {
         assert_eq!(issues[3].instance_path, "/3");
         assert_eq!(issues[3].schema_path, "/items/type");
         assert_eq!(issues[3].keyword, "type");
+    }
+
+    #[test]
+    fn messages_quoting_a_huge_value_are_truncated() {
+        let compiled = CompiledSchema::compile(&json!({"type": "integer"})).unwrap();
+        let issues = compiled.validate(&json!("é".repeat(100_000))).unwrap_err();
+        assert_eq!(issues[0].message.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert!(issues[0].message.ends_with('…'));
     }
 
     #[test]
