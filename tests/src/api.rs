@@ -104,3 +104,49 @@ fn form_encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// What a load of sends came to: the ids of the 200s, and how many were 503s.
+#[derive(Debug, Default)]
+pub struct LoadOutcome {
+    pub acknowledged: std::collections::BTreeSet<String>,
+    pub refused: usize,
+}
+
+/// Sends `rounds` × `per_round` events to `uri` (a `send_event` path), `per_round` at a time,
+/// calling `before_round` before each round (to inject a fault). Any answer other than 200 or
+/// 503 fails the test: under failure the gateway must either acknowledge or refuse.
+pub async fn send_in_rounds(
+    router: &Router,
+    uri: &str,
+    rounds: usize,
+    per_round: usize,
+    mut before_round: impl FnMut(usize),
+) -> LoadOutcome {
+    let mut outcome = LoadOutcome::default();
+    for round in 0..rounds {
+        before_round(round);
+        let sends: Vec<_> = (0..per_round)
+            .map(|i| {
+                let (router, uri) = (router.clone(), uri.to_owned());
+                tokio::spawn(async move {
+                    post_json(&router, &uri, &serde_json::json!({"round": round, "i": i})).await
+                })
+            })
+            .collect();
+        for send in sends {
+            let reply = send.await.expect("the send task");
+            match reply.status {
+                StatusCode::OK => {
+                    let id = reply.body["id"].as_str().expect("a 200 carries the id");
+                    assert!(
+                        outcome.acknowledged.insert(id.to_owned()),
+                        "id {id} given twice"
+                    );
+                }
+                StatusCode::SERVICE_UNAVAILABLE => outcome.refused += 1,
+                other => panic!("unexpected {other}: {:?}", reply.body),
+            }
+        }
+    }
+    outcome
+}

@@ -12,7 +12,7 @@ use event_processor_core::domain::SchemaVersion;
 use event_processor_core::envelope::Envelope;
 use event_processor_core::ports::{EventSource, EventStream, StartAt, StreamError};
 use event_processor_core::processor::Processor;
-use event_processor_tests::api::{Reply, post_json};
+use event_processor_tests::api::{LoadOutcome, Reply, post_json, send_in_rounds};
 use event_processor_tests::contract::read_events;
 use event_processor_tests::kafka::{
     MockKafka, Tansu, impatient, partition_count, read_records_until, tansu_brokers,
@@ -219,29 +219,13 @@ async fn under_concurrent_load_with_produce_requests_failing_no_acknowledged_eve
         RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
         RD_KAFKA_RESP_ERR__TRANSPORT,
     ];
-    let mut acknowledged = BTreeSet::new();
-    let mut refused = 0;
-    for round in 0..4 {
-        mock.fail_produce_requests(&faults);
-        let sends: Vec<_> = (0..50)
-            .map(|i| {
-                let (app, uri) = (app.clone(), format!("{base}/send_event"));
-                tokio::spawn(async move {
-                    post_json(&app, &uri, &json!({"round": round, "i": i})).await
-                })
-            })
-            .collect();
-        for send in sends {
-            let reply = send.await.unwrap();
-            match reply.status {
-                StatusCode::OK => {
-                    acknowledged.insert(reply.body["id"].as_str().unwrap().to_owned());
-                }
-                StatusCode::SERVICE_UNAVAILABLE => refused += 1,
-                other => panic!("unexpected {other}: {:?}", reply.body),
-            }
-        }
-    }
+    let LoadOutcome {
+        acknowledged,
+        refused,
+    } = send_in_rounds(&app, &format!("{base}/send_event"), 4, 50, |_| {
+        mock.fail_produce_requests(&faults)
+    })
+    .await;
 
     // then every acknowledged event is in the topic.
     assert!(!acknowledged.is_empty());

@@ -12,6 +12,7 @@ use event_processor_core::Processor;
 use event_processor_core::adapters::sqlite::SqliteDb;
 use event_processor_core::http::router;
 use event_processor_core::ports::{EventSource, SchemaStore, StartAt};
+use event_processor_tests::api::{LoadOutcome, send_in_rounds};
 use event_processor_tests::contract::read_events;
 use event_processor_tests::{event_name, unique_client};
 use http::{Request, StatusCode};
@@ -274,26 +275,10 @@ async fn under_load_with_the_database_intermittently_locked_no_acknowledged_even
     };
 
     // when 2,000 events are sent, 50 at a time,
-    let mut acknowledged = BTreeSet::new();
-    let mut refused = 0;
-    for round in 0..40 {
-        let sends: Vec<_> = (0..50)
-            .map(|i| {
-                let (gw, uri) = (gw.clone(), format!("/{client}/Chaos/send_event"));
-                tokio::spawn(async move { post(&gw, &uri, &json!({"round": round, "i": i})).await })
-            })
-            .collect();
-        for send in sends {
-            let (status, body) = send.await.unwrap();
-            match status {
-                StatusCode::OK => {
-                    assert!(acknowledged.insert(body["id"].as_str().unwrap().to_owned()))
-                }
-                StatusCode::SERVICE_UNAVAILABLE => refused += 1,
-                other => panic!("unexpected {other}: {body}"),
-            }
-        }
-    }
+    let LoadOutcome {
+        acknowledged,
+        refused,
+    } = send_in_rounds(&gw, &format!("/{client}/Chaos/send_event"), 40, 50, |_| {}).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let faults = locker.join().unwrap();
 

@@ -13,7 +13,7 @@ use event_processor_core::adapters::kinesis::{KinesisEventStream, RetryPolicy};
 use event_processor_core::domain::SchemaVersion;
 use event_processor_core::envelope::Envelope;
 use event_processor_core::ports::{EventStream, SchemaStore};
-use event_processor_tests::api::post_json;
+use event_processor_tests::api::{LoadOutcome, post_json, send_in_rounds};
 use event_processor_tests::aws::{endpoint, fresh_store, fresh_stream, raw_records, sdk_config};
 use event_processor_tests::{event_name, unique_client};
 use serde_json::{Value, json};
@@ -392,28 +392,10 @@ async fn under_concurrent_load_with_kinesis_throttling_no_acknowledged_event_is_
     .await;
 
     // when 200 events are sent, 50 at a time,
-    let mut acknowledged = std::collections::BTreeSet::new();
-    let mut refused = 0;
-    for round in 0..4 {
-        let sends: Vec<_> = (0..50)
-            .map(|i| {
-                let (router, uri) = (router.clone(), uri.clone());
-                tokio::spawn(async move {
-                    post_json(&router, &uri, &json!({"round": round, "i": i})).await
-                })
-            })
-            .collect();
-        for send in sends {
-            let reply = send.await.unwrap();
-            match reply.status {
-                StatusCode::OK => {
-                    acknowledged.insert(reply.body["id"].as_str().unwrap().to_owned());
-                }
-                StatusCode::SERVICE_UNAVAILABLE => refused += 1,
-                other => panic!("unexpected {other}: {:?}", reply.body),
-            }
-        }
-    }
+    let LoadOutcome {
+        acknowledged,
+        refused,
+    } = send_in_rounds(&router, &uri, 4, 50, |_| {}).await;
 
     // then exactly the acknowledged events are in the stream (a throttled call never reached it).
     let found: std::collections::BTreeSet<String> = raw_records(moto_stream.stream_name())
