@@ -7,18 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
 use event_processor_core::Processor;
 use event_processor_core::adapters::sqlite::SqliteDb;
 use event_processor_core::http::router;
 use event_processor_core::ports::{EventSource, SchemaStore, StartAt};
-use event_processor_tests::api::{LoadOutcome, send_in_rounds};
+use event_processor_tests::api::{LoadOutcome, post_json, send_in_rounds};
 use event_processor_tests::contract::read_events;
 use event_processor_tests::{event_name, unique_client};
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use http::StatusCode;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 fn db_path() -> PathBuf {
     tempfile::tempdir().unwrap().keep().join("gateway.db")
@@ -29,14 +26,8 @@ fn gateway(db: &Arc<SqliteDb>) -> Router {
 }
 
 async fn post(router: &Router, uri: &str, body: &Value) -> (StatusCode, Value) {
-    let request = Request::post(uri)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap())
+    let reply = post_json(router, uri, body).await;
+    (reply.status, reply.body)
 }
 
 /// (offset, id) of every event of the pair, read straight from the file.
@@ -185,7 +176,8 @@ async fn twenty_concurrent_different_registrations_give_exactly_one_201() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_locked_past_the_busy_timeout_is_503_and_nothing_is_acknowledged() {
     let path = db_path();
-    let db = SqliteDb::open(&path).unwrap();
+    // A short busy timeout, so the held lock turns into a 503 quickly.
+    let db = SqliteDb::open_with_busy_timeout(&path, std::time::Duration::from_millis(50)).unwrap();
     let gw = gateway(&db);
     let client = unique_client();
     post(&gw, &format!("/{client}/Fruits/register_event"), &json!({})).await;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use event_processor_core::Processor;
 use event_processor_core::adapters::kinesis::KinesisEventStream;
+use event_processor_core::domain::EventId;
 use event_processor_core::ports::{EventSource, StartAt};
 use event_processor_tests::api::{get, post_json};
 use event_processor_tests::aws::{CallCounter, counted_store, fresh_app, raw_records, sdk_config};
@@ -58,19 +59,13 @@ async fn a_sent_event_reaches_kinesis_as_a_structured_cloudevent_keyed_by_its_id
     let time = OffsetDateTime::parse(ce["time"].as_str().expect("time"), &Rfc3339)
         .expect("time is RFC 3339");
     assert_eq!(time.offset(), time::UtcOffset::UTC);
-    let uuid = uuid_version(id);
-    assert_eq!(uuid, 7, "ids are UUID v7");
+    let uuid = EventId::parse(id).expect("the id is a UUID").as_uuid();
+    assert_eq!(uuid.get_version_num(), 7, "ids are UUID v7");
     assert_eq!(
         ce.as_object().unwrap().len(),
         8,
         "no attribute beyond API.md's: {ce}"
     );
-}
-
-fn uuid_version(id: &str) -> u32 {
-    // xxxxxxxx-xxxx-Vxxx-...: the version is the first hex digit of the third group.
-    let third = id.split('-').nth(2).expect("a hyphenated UUID");
-    third[..1].parse::<u32>().expect("a hex digit")
 }
 
 #[tokio::test]
@@ -201,4 +196,28 @@ async fn an_event_under_the_body_limit_but_over_a_kinesis_record_once_enveloped_
     );
     assert_eq!(sent.body["error"], "payload_too_large");
     assert!(raw_records(&names.stream).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_item_too_large_for_a_kinesis_record_is_413_and_the_others_are_published() {
+    let (app, names) = fresh_app().await;
+    let router = app.router();
+    let client = unique_client();
+    post_json(
+        &router,
+        &format!("/{client}/Blob/register_event"),
+        &json!({}),
+    )
+    .await;
+    // The first item fits the batch's 5 MiB but not one 1 MiB record once enveloped.
+    let items = json!(["x".repeat(1024 * 1024 - 64), {"small": true}]);
+
+    let sent = post_json(&router, &format!("/{client}/Blob/send_events"), &items).await;
+
+    assert_eq!(sent.status, StatusCode::MULTI_STATUS, "{:?}", sent.body);
+    assert_eq!(sent.body["results"][0]["status"], 413);
+    assert_eq!(sent.body["results"][1]["status"], 200);
+    let records = raw_records(&names.stream).await;
+    assert_eq!(records.len(), 1, "only the small item is published");
+    assert_eq!(records[0].data["id"], sent.body["results"][1]["id"]);
 }
