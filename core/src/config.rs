@@ -173,6 +173,16 @@ impl Config {
     }
 }
 
+/// Which backends [`App::warm_up`] opens: those a Lambda function's requests reach (and its
+/// IAM role may read), so that no function touches a service it does not use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WarmUp {
+    /// The schema store only: register_event, schema, list_events.
+    Store,
+    /// The schema store and the event stream: send_event, send_events.
+    StoreAndStream,
+}
+
 /// The backends a process runs on, built once (per cold start in Lambda).
 #[derive(Clone)]
 pub struct App {
@@ -202,6 +212,20 @@ impl App {
     /// The HTTP API over this app's processor.
     pub fn router(&self) -> axum::Router {
         crate::http::router(self.processor.clone())
+    }
+
+    /// Opens the connections `backends` need before the first request does (a Lambda's init
+    /// phase), concurrently; see [`SchemaStore::warm_up`].
+    pub async fn warm_up(&self, backends: WarmUp) -> Result<(), ConfigError> {
+        let stream = async {
+            match backends {
+                WarmUp::Store => Ok(()),
+                WarmUp::StoreAndStream => self.stream.warm_up().await,
+            }
+        };
+        let (store, stream) = tokio::join!(self.store.warm_up(), stream);
+        store.map_err(ConfigError::Store)?;
+        stream.map_err(ConfigError::Stream)
     }
 
     /// Creates, idempotently, what the configured backends need (`event-processor setup`).

@@ -1,19 +1,21 @@
 //! The Lambda runtime edge: what every function binary under `functions/` runs.
 //!
 //! Each function is the same program (the whole [`App::router`]); API Gateway routes only its
-//! endpoint to it. Keeping the start-up here means the four `main.rs` cannot drift apart.
+//! endpoint to it. Keeping the start-up here means the five `main.rs` cannot drift apart: they
+//! differ only in which backends they warm up.
 
 use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::App;
 use crate::http::ErrorChain;
+use crate::{App, WarmUp};
 
-/// Initialises JSON logs, builds the app from the environment once per cold start, and serves
-/// invocations until the runtime stops. A start-up failure is logged and exits non-zero, so
-/// Lambda reports an init error instead of answering with a half-built app.
-pub async fn run() -> ExitCode {
+/// Initialises JSON logs, builds the app from the environment once per cold start, opens the
+/// connections of `backends`, and serves invocations until the runtime stops. A start-up
+/// failure is logged and exits non-zero, so Lambda reports an init error instead of answering
+/// with a half-built app.
+pub async fn run(backends: WarmUp) -> ExitCode {
     init_tracing();
     let app = match App::from_env().await {
         Ok(app) => app,
@@ -22,6 +24,12 @@ pub async fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The TCP + TLS handshakes happen here, in init, rather than in the first request (see
+    // BENCHMARKS.md, "Lambda cold start"). Not fatal: a backend that is down at init is
+    // reported by the requests that need it (503), and may be back by then.
+    if let Err(error) = app.warm_up(backends).await {
+        tracing::warn!(error = %ErrorChain(&error), "warm-up failed");
+    }
     match lambda_http::run(app.router()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -12,5 +12,5 @@ pub mod ports;
 pub mod processor;
 pub mod schema;
 
-pub use config::{App, ConfigError};
+pub use config::{App, ConfigError, WarmUp};
 pub use processor::{ItemOutcome, ProcessError, Processor, Registered};

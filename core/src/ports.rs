@@ -119,6 +119,13 @@ pub trait SchemaStore: Send + Sync {
     /// Every pair registered by `client` (and only by it), sorted by event name.
     async fn list(&self, client: &ClientId) -> Result<Vec<RegisteredEvent>, StoreError>;
 
+    /// Opens, ahead of the first request, the connection that request would otherwise open
+    /// (TCP and TLS to a remote service), so that a Lambda pays for it during init. Nothing
+    /// by default. A failure is only logged by the caller: requests report the backend's state.
+    async fn warm_up(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Creates, idempotently, the tables this store needs (`event-processor setup`).
     async fn setup(&self) -> Result<(), StoreError> {
         Ok(())
@@ -147,6 +154,13 @@ pub trait EventStream: Send + Sync {
     /// Prepares per-pair resources (e.g. a Kafka topic) when a pair is registered.
     /// Idempotent; called before the registration is stored.
     async fn prepare(&self, _client: &ClientId, _event: &EventName) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    /// Opens, ahead of the first request, the connection that request would otherwise open
+    /// (TCP and TLS to a remote service), so that a Lambda pays for it during init. Nothing
+    /// by default. A failure is only logged by the caller: requests report the backend's state.
+    async fn warm_up(&self) -> Result<(), StreamError> {
         Ok(())
     }
 

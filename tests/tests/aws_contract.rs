@@ -7,11 +7,13 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType};
 use event_processor_core::adapters::dynamodb::{CLIENT_KEY, DynamoDbSchemaStore, EVENT_KEY};
 use event_processor_core::adapters::kinesis::KinesisEventStream;
+use event_processor_core::config::Config;
 use event_processor_core::domain::SchemaVersion;
 use event_processor_core::envelope::Envelope;
 use event_processor_core::ports::{EventSource, EventStream, SchemaStore, StoreError, StreamError};
+use event_processor_core::{App, ConfigError, WarmUp};
 use event_processor_tests::aws::{
-    CallCounter, counted_store, fresh_store, fresh_stream, sdk_config, unique_name,
+    CallCounter, counted_store, fresh_app, fresh_store, fresh_stream, sdk_config, unique_name,
 };
 use event_processor_tests::{event_name, unique_client};
 use serde_json::json;
@@ -203,4 +205,54 @@ async fn publishing_to_a_missing_stream_is_unavailable() {
         matches!(result, Err(StreamError::Unavailable(_))),
         "{result:?}"
     );
+}
+
+// ---- warm-up: the connections a Lambda opens during init ------------------------------------
+
+#[tokio::test]
+async fn warm_up_reaches_an_existing_table_and_stream() {
+    fresh_store()
+        .await
+        .warm_up()
+        .await
+        .expect("the table exists");
+    fresh_stream()
+        .await
+        .warm_up()
+        .await
+        .expect("the stream exists");
+}
+
+#[tokio::test]
+async fn warm_up_of_a_missing_table_or_stream_is_unavailable() {
+    let config = sdk_config().await;
+    let store = DynamoDbSchemaStore::from_config(&config, unique_name("missing"));
+    let stream = KinesisEventStream::from_config(&config, unique_name("missing"));
+
+    assert!(matches!(
+        store.warm_up().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        stream.warm_up().await,
+        Err(StreamError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_store_only_warm_up_leaves_the_stream_alone() {
+    let (_, names) = fresh_app().await;
+    // The table exists, the stream does not: only a warm-up that calls Kinesis can fail.
+    let config = Config::parse(
+        &format!("dynamodb:{}", names.table),
+        &format!("kinesis:{}", unique_name("missing")),
+    )
+    .unwrap();
+    let app = App::build(&config).await.unwrap();
+
+    app.warm_up(WarmUp::Store).await.expect("the table exists");
+    assert!(matches!(
+        app.warm_up(WarmUp::StoreAndStream).await,
+        Err(ConfigError::Stream(StreamError::Unavailable(_)))
+    ));
 }

@@ -237,6 +237,18 @@ impl SchemaStore for DynamoDbSchemaStore {
         }
     }
 
+    /// DescribeTable: read-only, and it names this store's table, so the IAM grant
+    /// (`dynamodb:DescribeTable` on the table) stays as narrow as the others.
+    async fn warm_up(&self) -> Result<(), StoreError> {
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     /// Creates the table (on-demand, encrypted, keys as in template.yaml) unless it exists,
     /// waits until it is ACTIVE, and checks that an existing table has this store's keys.
     async fn setup(&self) -> Result<(), StoreError> {

@@ -421,6 +421,18 @@ impl EventStream for KinesisEventStream {
             .collect()
     }
 
+    /// DescribeStreamSummary: read-only metadata of this one stream (no records), allowed by
+    /// `kinesis:DescribeStreamSummary` on the stream.
+    async fn warm_up(&self) -> Result<(), StreamError> {
+        self.client
+            .describe_stream_summary()
+            .stream_name(&self.stream)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     /// Creates the stream (on-demand) unless it exists, and waits until it is ACTIVE.
     async fn setup(&self) -> Result<(), StreamError> {
         let mode = StreamModeDetails::builder()

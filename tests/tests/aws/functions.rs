@@ -23,14 +23,11 @@ const CASES: &[(&str, &[&str])] = &[
     ),
     (
         "send-event",
-        &[
-            "batch",
-            "form",
-            "invalid",
-            "not-json",
-            "unregistered",
-            "valid",
-        ],
+        &["form", "invalid", "not-json", "unregistered", "valid"],
+    ),
+    (
+        "send-events",
+        &["all-valid", "empty", "mixed", "none-valid", "not-an-array"],
     ),
     ("get-schema", &["bad-name", "registered", "unregistered"]),
     (
@@ -205,42 +202,106 @@ mod send_event {
     }
 
     #[tokio::test]
-    async fn a_batch_with_one_invalid_event_is_207_and_publishes_the_valid_ones() {
-        let (app, names) = app_with_fruits().await;
-
-        let reply = run(&app, "send-event", "batch").await;
-
-        assert_eq!(reply.status, StatusCode::MULTI_STATUS, "{:?}", reply.body);
-        assert_eq!(reply.body["accepted"], 2);
-        assert_eq!(reply.body["rejected"], 1);
-        let statuses: Vec<&Value> = reply.body["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| &r["status"])
-            .collect();
-        assert_eq!(statuses, [&json!(200), &json!(422), &json!(200)]);
-        let mut stored: Vec<Value> = raw_records(&names.stream)
-            .await
-            .into_iter()
-            .map(|r| r.data["id"].clone())
-            .collect();
-        stored.sort_by_key(|id| id.to_string());
-        let mut accepted = vec![
-            reply.body["results"][0]["id"].clone(),
-            reply.body["results"][2]["id"].clone(),
-        ];
-        accepted.sort_by_key(|id| id.to_string());
-        assert_eq!(stored, accepted);
-    }
-
-    #[tokio::test]
     async fn a_body_that_is_not_json_is_400() {
         let (app, _) = app_with_fruits().await;
 
         let reply = run(&app, "send-event", "not-json").await;
 
         assert_failed(&reply, StatusCode::BAD_REQUEST, "invalid_json");
+    }
+}
+
+mod send_events {
+    use super::*;
+
+    /// The ids of the records in the stream, sorted.
+    async fn stored_ids(names: &Names) -> Vec<Value> {
+        let mut ids: Vec<Value> = raw_records(&names.stream)
+            .await
+            .into_iter()
+            .map(|r| r.data["id"].clone())
+            .collect();
+        ids.sort_by_key(|id| id.to_string());
+        ids
+    }
+
+    fn statuses(reply: &Reply) -> Vec<Value> {
+        reply.body["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|r| r["status"].clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_valid_events_is_200_and_every_one_is_in_kinesis() {
+        let (app, names) = app_with_fruits().await;
+
+        let reply = run(&app, "send-events", "all-valid").await;
+
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.body["code"], "SUCCEEDED");
+        assert_eq!(reply.body["accepted"], 2);
+        assert_eq!(statuses(&reply), [json!(200), json!(200)]);
+        let mut accepted = vec![
+            reply.body["results"][0]["id"].clone(),
+            reply.body["results"][1]["id"].clone(),
+        ];
+        accepted.sort_by_key(|id| id.to_string());
+        assert_eq!(stored_ids(&names).await, accepted);
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_one_invalid_event_is_207_and_publishes_the_valid_ones() {
+        let (app, names) = app_with_fruits().await;
+
+        let reply = run(&app, "send-events", "mixed").await;
+
+        assert_eq!(reply.status, StatusCode::MULTI_STATUS, "{:?}", reply.body);
+        assert_eq!(reply.body["accepted"], 2);
+        assert_eq!(reply.body["rejected"], 1);
+        assert_eq!(statuses(&reply), [json!(200), json!(422), json!(200)]);
+        let mut accepted = vec![
+            reply.body["results"][0]["id"].clone(),
+            reply.body["results"][2]["id"].clone(),
+        ];
+        accepted.sort_by_key(|id| id.to_string());
+        assert_eq!(stored_ids(&names).await, accepted);
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_no_valid_event_is_422_and_publishes_nothing() {
+        let (app, names) = app_with_fruits().await;
+
+        let reply = run(&app, "send-events", "none-valid").await;
+
+        assert_failed(
+            &reply,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
+        assert_eq!(statuses(&reply), [json!(422), json!(422)]);
+        assert!(raw_records(&names.stream).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_an_object_not_an_array_is_400() {
+        let (app, names) = app_with_fruits().await;
+
+        let reply = run(&app, "send-events", "not-an-array").await;
+
+        assert_failed(&reply, StatusCode::BAD_REQUEST, "invalid_batch");
+        assert!(raw_records(&names.stream).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_empty_batch_is_400() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "send-events", "empty").await;
+
+        assert_failed(&reply, StatusCode::BAD_REQUEST, "invalid_batch");
     }
 }
 
