@@ -154,8 +154,9 @@ impl KafkaStream {
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", &delivery_ms)
             .set("request.timeout.ms", &request_ms)
-            // A few milliseconds of batching: concurrent sends share produce requests.
-            .set("linger.ms", "5");
+            // Concurrent sends still share produce requests (whatever queued while one was in
+            // flight); a longer linger only delayed each ack (BENCHMARKS.md: 5 ms vs 1 ms).
+            .set("linger.ms", "1");
         let producer: FutureProducer = producer_config.create()?;
         let admin = base_config(brokers).create()?;
         Ok(Self {
