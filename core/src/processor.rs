@@ -4,6 +4,7 @@
 //! process validates and publishes without reading the schema store.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use moka::future::Cache;
 use serde_json::Value;
@@ -15,11 +16,16 @@ use crate::ports::{
 };
 use crate::schema::{CompiledSchema, SchemaError, ValidationIssue};
 
-/// How many compiled validators a process keeps. Registered schemas never change (a different
-/// schema for a registered pair is a 409), so an entry never goes stale; the bound only caps
-/// memory. Unregistered pairs are never cached, so a registration made by another process
-/// (another Lambda) is visible to the very next event.
+/// How many compiled validators a process keeps; the bound caps memory. Unregistered pairs
+/// are never cached, so a registration made by another process (another Lambda) is visible
+/// to the very next event.
 const SCHEMA_CACHE_CAPACITY: u64 = 10_000;
+
+/// How long a compiled validator is trusted before the store is read again. Through the API a
+/// registered schema never changes (a different one is a 409), so this only bounds how long a
+/// change made behind the API's back (an item repaired or deleted in the table) goes unseen by
+/// a warm process: at most this long. It costs one store read per pair per minute per process.
+pub const SCHEMA_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// Why a business function failed. Only the HTTP edge turns these into status codes.
 #[derive(Debug, thiserror::Error)]
@@ -98,10 +104,22 @@ pub struct Processor {
 
 impl Processor {
     pub fn new(schemas: Arc<dyn SchemaStore>, stream: Arc<dyn EventStream>) -> Self {
+        Self::with_schema_cache_ttl(schemas, stream, SCHEMA_CACHE_TTL)
+    }
+
+    /// As [`Processor::new`], trusting a cached validator for `ttl` (tests use a short one).
+    pub fn with_schema_cache_ttl(
+        schemas: Arc<dyn SchemaStore>,
+        stream: Arc<dyn EventStream>,
+        ttl: Duration,
+    ) -> Self {
         Self {
             schemas,
             stream,
-            cache: Cache::builder().max_capacity(SCHEMA_CACHE_CAPACITY).build(),
+            cache: Cache::builder()
+                .max_capacity(SCHEMA_CACHE_CAPACITY)
+                .time_to_live(ttl)
+                .build(),
         }
     }
 
@@ -454,6 +472,33 @@ mod tests {
             .unwrap();
 
         assert_eq!(stream.events(&client, &event).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_cached_validator_expires_and_the_store_is_read_again() {
+        let stream = Arc::new(MemoryEventStream::new());
+        let store = Arc::new(MemorySchemaStore::new());
+        let processor = Processor::with_schema_cache_ttl(
+            store.clone(),
+            stream.clone(),
+            Duration::from_millis(50),
+        );
+        let (client, event) = names("a", "Person");
+        processor
+            .register_event(&client, &event, person_schema())
+            .await
+            .unwrap();
+        store.set_unavailable(true);
+
+        // Well past the TTL: the entry is gone, so the send needs the (unavailable) store.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let error = processor
+            .receive_event(&client, &event, json!({"name": "Bob", "age": 3}))
+            .await
+            .unwrap_err();
+
+        assert!(matches!(error, ProcessError::Store(_)), "{error:?}");
+        assert!(stream.events(&client, &event).is_empty());
     }
 
     #[tokio::test]

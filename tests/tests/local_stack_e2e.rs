@@ -255,3 +255,23 @@ async fn an_event_under_the_body_limit_but_over_a_kafka_record_is_413_not_503() 
     let first = records(&client, &event, 1).await.remove(0);
     assert_eq!(first.headers["ce_id"], valid.body["id"].as_str().unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_item_too_large_for_a_kafka_record_is_413_and_the_others_are_published() {
+    let app = app().await;
+    let (client, event) = registered(&app).await;
+    // The first item fits the batch's 5 MiB but not the producer's 1,000,000-byte message.
+    let items = json!([{"fruit": "x".repeat(1_020_000)}, {"fruit": "kiwi"}]);
+
+    let sent = post_json(&app, &format!("/{client}/{event}/send_events"), &items).await;
+
+    assert_eq!(sent.status, StatusCode::MULTI_STATUS, "{:?}", sent.body);
+    assert_eq!(sent.body["results"][0]["status"], 413);
+    assert_eq!(sent.body["results"][1]["status"], 200);
+    // The topic starts with the small item: the large one was never published.
+    let first = records(&client, &event, 1).await.remove(0);
+    assert_eq!(
+        first.headers["ce_id"],
+        sent.body["results"][1]["id"].as_str().unwrap()
+    );
+}
