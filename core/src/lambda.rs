@@ -5,11 +5,17 @@
 //! differ only in which backends they warm up.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
 use crate::http::ErrorChain;
 use crate::{App, WarmUp};
+
+/// The longest init waits for the warm-up. Lambda allows 10 s for init, and the SDK's own
+/// retries could take longer than that against an unreachable endpoint; a backend that slow is
+/// better reported by the requests that need it.
+const WARM_UP_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Initialises JSON logs, builds the app from the environment once per cold start, opens the
 /// connections of `backends`, and serves invocations until the runtime stops. A start-up
@@ -27,8 +33,10 @@ pub async fn run(backends: WarmUp) -> ExitCode {
     // The TCP + TLS handshakes happen here, in init, rather than in the first request (see
     // BENCHMARKS.md, "Lambda cold start"). Not fatal: a backend that is down at init is
     // reported by the requests that need it (503), and may be back by then.
-    if let Err(error) = app.warm_up(backends).await {
-        tracing::warn!(error = %ErrorChain(&error), "warm-up failed");
+    match tokio::time::timeout(WARM_UP_DEADLINE, app.warm_up(backends)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(error = %ErrorChain(&error), "warm-up failed"),
+        Err(_) => tracing::warn!(deadline = ?WARM_UP_DEADLINE, "warm-up timed out"),
     }
     match lambda_http::run(app.router()).await {
         Ok(()) => ExitCode::SUCCESS,
