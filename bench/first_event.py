@@ -45,7 +45,9 @@ def first_accepted(binary, db, register):
     base = f"http://127.0.0.1:{port}/SpongeBob/Fruits"
     env = dict(os.environ, SCHEMA_STORE=f"sqlite:{db}", EVENT_STREAM=f"sqlite:{db}", RUST_LOG="error")
     start = time.perf_counter()
-    server = subprocess.Popen([binary, "serve", "--addr", f"127.0.0.1:{port}"], env=env)
+    server = subprocess.Popen(
+        [binary, "serve", "--addr", f"127.0.0.1:{port}"], env=env, stdout=subprocess.DEVNULL
+    )
     try:
         while True:
             try:
