@@ -299,9 +299,14 @@ mod tests {
     use crate::adapters::memory::{MemoryEventStream, MemorySchemaStore};
 
     fn fixture() -> (Processor, MemoryEventStream, Arc<MemorySchemaStore>) {
+        fixture_with_ttl(SCHEMA_CACHE_TTL)
+    }
+
+    fn fixture_with_ttl(ttl: Duration) -> (Processor, MemoryEventStream, Arc<MemorySchemaStore>) {
         let store = Arc::new(MemorySchemaStore::new());
         let stream = MemoryEventStream::new();
-        let processor = Processor::new(store.clone(), Arc::new(stream.clone()));
+        let processor =
+            Processor::with_schema_cache_ttl(store.clone(), Arc::new(stream.clone()), ttl);
         (processor, stream, store)
     }
 
@@ -476,13 +481,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cached_validator_expires_and_the_store_is_read_again() {
-        let stream = Arc::new(MemoryEventStream::new());
-        let store = Arc::new(MemorySchemaStore::new());
-        let processor = Processor::with_schema_cache_ttl(
-            store.clone(),
-            stream.clone(),
-            Duration::from_millis(50),
-        );
+        let (processor, stream, store) = fixture_with_ttl(Duration::from_millis(50));
         let (client, event) = names("a", "Person");
         processor
             .register_event(&client, &event, person_schema())
