@@ -15,7 +15,7 @@ use event_processor_core::{App, WarmUp};
 
 mod common;
 
-use common::{fruits_schema, post, send_ok, small_event};
+use common::{post, register_fruits, send_ok, small_event};
 
 const MODE_VAR: &str = "EP_COLD_START_MODE";
 const SAMPLES: usize = 15;
@@ -61,16 +61,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 async fn drive() {
     let app = App::from_env().await.expect("the app builds");
     app.setup().await.expect("setup");
-    let response = tower::ServiceExt::oneshot(
-        app.router(),
-        post(
-            "/SpongeBob/Fruits/register_event",
-            fruits_schema().to_string(),
-        ),
-    )
-    .await
-    .expect("infallible");
-    assert!(response.status().is_success(), "{}", response.status());
+    register_fruits(&app.router()).await;
 
     let exe = std::env::current_exe().expect("this benchmark's path");
     let mut rows: [Vec<[f64; 4]>; 2] = [Vec::new(), Vec::new()];

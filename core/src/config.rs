@@ -192,16 +192,22 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the configured backends. SQLite files are created and migrated on open, so the
-    /// embedded default works on a fresh machine with no `setup` step.
-    pub async fn build(config: &Config) -> Result<Self, ConfigError> {
-        let store = open_store(config).await?;
-        let stream = open_stream(config).await?;
-        Ok(Self {
+    /// An app over already opened backends (tests pair a real backend with a memory one).
+    pub fn new(store: Arc<dyn SchemaStore>, stream: Arc<dyn EventStream>) -> Self {
+        Self {
             processor: Processor::new(store.clone(), stream.clone()),
             store,
             stream,
-        })
+        }
+    }
+
+    /// Opens the configured backends. SQLite files are created and migrated on open, so the
+    /// embedded default works on a fresh machine with no `setup` step.
+    pub async fn build(config: &Config) -> Result<Self, ConfigError> {
+        Ok(Self::new(
+            open_store(config).await?,
+            open_stream(config).await?,
+        ))
     }
 
     /// [`App::build`] from the environment.

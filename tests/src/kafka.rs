@@ -2,7 +2,7 @@
 //! mock cluster, and tansu, a separate Kafka-protocol broker process), and a raw consumer that
 //! reads records back with their headers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, mpsc};
@@ -245,6 +245,28 @@ pub struct Record {
 /// consumer, failing the test if they do not arrive within the wait.
 pub fn read_records(brokers: &str, topic: &str, count: usize) -> Vec<Record> {
     read_records_until(brokers, topic, |records| records.len() >= count)
+}
+
+/// The records of the pair's topic, read from the beginning until every id of `ids` is among
+/// their `ce_id` headers (failing the test if that does not happen within the wait).
+pub async fn records_with_ids(
+    brokers: &str,
+    client: &ClientId,
+    event: &EventName,
+    ids: &BTreeSet<String>,
+) -> Vec<Record> {
+    let (brokers, topic, ids) = (brokers.to_owned(), topic_name(client, event), ids.clone());
+    tokio::task::spawn_blocking(move || {
+        read_records_until(&brokers, &topic, |records| {
+            let seen: BTreeSet<&str> = records
+                .iter()
+                .map(|r| r.headers["ce_id"].as_str())
+                .collect();
+            ids.iter().all(|id| seen.contains(id.as_str()))
+        })
+    })
+    .await
+    .expect("the reading thread")
 }
 
 /// Reads records of `topic` from the beginning until `done` says enough arrived, failing the

@@ -11,11 +11,10 @@ use event_processor_core::adapters::memory::MemorySchemaStore;
 use event_processor_core::domain::SchemaVersion;
 use event_processor_core::envelope::Envelope;
 use event_processor_core::ports::{EventSource, EventStream, StartAt, StreamError};
-use event_processor_core::processor::Processor;
 use event_processor_tests::api::{LoadOutcome, Reply, post_json, send_in_rounds};
 use event_processor_tests::contract::read_events;
 use event_processor_tests::kafka::{
-    MockKafka, Tansu, impatient, partition_count, read_records_until, tansu_brokers,
+    MockKafka, Tansu, impatient, partition_count, records_with_ids, tansu_brokers,
 };
 use event_processor_tests::{event_name, unique_client};
 use http::StatusCode;
@@ -23,13 +22,7 @@ use serde_json::json;
 
 /// The gateway on a memory store and `stream`.
 fn gateway(stream: Arc<dyn EventStream>) -> axum::Router {
-    let store = Arc::new(MemorySchemaStore::new());
-    App {
-        processor: Processor::new(store.clone(), stream.clone()),
-        store,
-        stream,
-    }
-    .router()
+    App::new(Arc::new(MemorySchemaStore::new()), stream).router()
 }
 
 fn assert_503(reply: &Reply) {
@@ -92,18 +85,7 @@ async fn broker_stopping_mid_stream(
         assert_503(&sent);
     }
     acknowledged.insert(recovered.expect("sends succeed again once the broker is back"));
-    let (brokers, topic) = (brokers.to_owned(), topic_name(&client, &event));
-    let records = tokio::task::spawn_blocking(move || {
-        read_records_until(&brokers, &topic, |records| {
-            let ids: BTreeSet<&str> = records
-                .iter()
-                .map(|r| r.headers["ce_id"].as_str())
-                .collect();
-            acknowledged.iter().all(|id| ids.contains(id.as_str()))
-        })
-    })
-    .await
-    .unwrap();
+    let records = records_with_ids(brokers, &client, &event, &acknowledged).await;
     assert!(records.len() >= 6);
 }
 
@@ -229,19 +211,7 @@ async fn under_concurrent_load_with_produce_requests_failing_no_acknowledged_eve
 
     // then every acknowledged event is in the topic.
     assert!(!acknowledged.is_empty());
-    let (brokers, topic) = (mock.brokers.clone(), topic_name(&client, &event));
-    let wanted = acknowledged.clone();
-    let records = tokio::task::spawn_blocking(move || {
-        read_records_until(&brokers, &topic, |records| {
-            let ids: BTreeSet<&str> = records
-                .iter()
-                .map(|r| r.headers["ce_id"].as_str())
-                .collect();
-            wanted.iter().all(|id| ids.contains(id.as_str()))
-        })
-    })
-    .await
-    .unwrap();
+    let records = records_with_ids(&mock.brokers, &client, &event, &acknowledged).await;
     let found: BTreeSet<String> = records.iter().map(|r| r.headers["ce_id"].clone()).collect();
     eprintln!(
         "faults injected: {} failed Produce requests; acknowledged {}, refused {refused}, found {} distinct in {} records, lost {}",

@@ -8,7 +8,6 @@ use event_processor_core::App;
 use event_processor_core::adapters::memory::MemoryEventStream;
 use event_processor_core::config::Config;
 use event_processor_core::ports::SchemaStore;
-use event_processor_core::processor::Processor;
 use event_processor_tests::api::{get, post_json};
 use event_processor_tests::postgres::{
     Proxy, admin, server_addr, store, store_at, terminate_other_backends, url, url_via,
@@ -18,13 +17,7 @@ use http::StatusCode;
 use serde_json::json;
 
 fn app_on(store: Arc<dyn SchemaStore>) -> axum::Router {
-    let stream = Arc::new(MemoryEventStream::new());
-    App {
-        processor: Processor::new(store.clone(), stream.clone()),
-        store,
-        stream,
-    }
-    .router()
+    App::new(store, Arc::new(MemoryEventStream::new())).router()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,6 +40,12 @@ pub async fn registered_router() -> Router {
         Arc::new(MemoryEventStream::new()),
     );
     let app = router(processor);
+    register_fruits(&app).await;
+    app
+}
+
+/// Registers SpongeBob/Fruits through `app` (201, or 200 if it already was).
+pub async fn register_fruits(app: &Router) {
     let response = app
         .clone()
         .oneshot(post(
@@ -49,7 +55,6 @@ pub async fn registered_router() -> Router {
         .await
         .expect("infallible");
     assert!(response.status().is_success(), "{}", response.status());
-    app
 }
 
 /// A JSON POST.

@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use event_processor_core::Processor;
 use event_processor_core::adapters::kinesis::KinesisEventStream;
-use event_processor_core::domain::EventId;
+use event_processor_core::domain::{ClientId, EventId};
 use event_processor_core::ports::{EventSource, StartAt};
 use event_processor_tests::api::{get, post_json};
-use event_processor_tests::aws::{CallCounter, counted_store, fresh_app, raw_records, sdk_config};
+use event_processor_tests::aws::{
+    CallCounter, Names, counted_store, fresh_app, raw_records, sdk_config,
+};
 use event_processor_tests::contract::read_events;
 use event_processor_tests::{event_name, unique_client};
 use futures::StreamExt;
@@ -172,17 +174,29 @@ async fn a_thousand_sends_to_one_event_read_the_schema_store_once() {
     assert_eq!(get_items.count(), 1, "GetItem calls for 1,000 sends");
 }
 
-#[tokio::test]
-async fn an_event_under_the_body_limit_but_over_a_kinesis_record_once_enveloped_is_413_not_503() {
+/// A fresh app on which `{client}/Blob` is registered with a schema that accepts anything.
+async fn app_with_blob() -> (axum::Router, Names, ClientId) {
     let (app, names) = fresh_app().await;
     let router = app.router();
     let client = unique_client();
-    post_json(
+    let registered = post_json(
         &router,
         &format!("/{client}/Blob/register_event"),
         &json!({}),
     )
     .await;
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{:?}",
+        registered.body
+    );
+    (router, names, client)
+}
+
+#[tokio::test]
+async fn an_event_under_the_body_limit_but_over_a_kinesis_record_once_enveloped_is_413_not_503() {
+    let (router, names, client) = app_with_blob().await;
     // 1 MiB minus a little fits the HTTP limit; the CloudEvents envelope pushes it past 1 MiB.
     let event = json!("x".repeat(1024 * 1024 - 64));
 
@@ -200,15 +214,7 @@ async fn an_event_under_the_body_limit_but_over_a_kinesis_record_once_enveloped_
 
 #[tokio::test]
 async fn a_batch_item_too_large_for_a_kinesis_record_is_413_and_the_others_are_published() {
-    let (app, names) = fresh_app().await;
-    let router = app.router();
-    let client = unique_client();
-    post_json(
-        &router,
-        &format!("/{client}/Blob/register_event"),
-        &json!({}),
-    )
-    .await;
+    let (router, names, client) = app_with_blob().await;
     // The first item fits the batch's 5 MiB but not one 1 MiB record once enveloped.
     let items = json!(["x".repeat(1024 * 1024 - 64), {"small": true}]);
 
