@@ -221,17 +221,19 @@ impl App {
     }
 
     /// Opens the connections `backends` need before the first request does (a Lambda's init
-    /// phase), concurrently; see [`SchemaStore::warm_up`].
-    pub async fn warm_up(&self, backends: WarmUp) -> Result<(), ConfigError> {
+    /// phase), concurrently; see [`SchemaStore::warm_up`]. One result per backend, so each
+    /// failure can be reported as what it is; the stream's is `Ok` when it is not warmed up.
+    pub async fn warm_up(
+        &self,
+        backends: WarmUp,
+    ) -> (Result<(), StoreError>, Result<(), StreamError>) {
         let stream = async {
             match backends {
                 WarmUp::Store => Ok(()),
                 WarmUp::StoreAndStream => self.stream.warm_up().await,
             }
         };
-        let (store, stream) = tokio::join!(self.store.warm_up(), stream);
-        store.map_err(ConfigError::Store)?;
-        stream.map_err(ConfigError::Stream)
+        tokio::join!(self.store.warm_up(), stream)
     }
 
     /// Creates, idempotently, what the configured backends need (`event-processor setup`).

@@ -34,8 +34,14 @@ pub async fn run(backends: WarmUp) -> ExitCode {
     // BENCHMARKS.md, "Lambda cold start"). Not fatal: a backend that is down at init is
     // reported by the requests that need it (503), and may be back by then.
     match tokio::time::timeout(WARM_UP_DEADLINE, app.warm_up(backends)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::warn!(error = %ErrorChain(&error), "warm-up failed"),
+        Ok((store, stream)) => {
+            if let Err(error) = store {
+                tracing::warn!(error = %ErrorChain(&error), "warm-up of the schema store failed");
+            }
+            if let Err(error) = stream {
+                tracing::warn!(error = %ErrorChain(&error), "warm-up of the event stream failed");
+            }
+        }
         Err(_) => tracing::warn!(deadline = ?WARM_UP_DEADLINE, "warm-up timed out"),
     }
     match lambda_http::run(app.router()).await {
