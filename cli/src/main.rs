@@ -12,7 +12,7 @@ use event_processor_core::App;
 use event_processor_core::config::{
     Config, DEFAULT_BACKEND, EVENT_STREAM_VAR, SCHEMA_STORE_VAR, StreamConfig,
 };
-use event_processor_core::http::ErrorChain;
+use event_processor_core::error::ErrorChain;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -94,19 +94,22 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn app(backends: &Backends) -> Result<App, BoxError> {
-    let config = Config::parse(&backends.schema_store, &backends.event_stream)?;
-    Ok(App::build(&config).await?)
+impl Backends {
+    fn config(&self) -> Result<Config, BoxError> {
+        Ok(Config::parse(&self.schema_store, &self.event_stream)?)
+    }
 }
 
 async fn serve(addr: SocketAddr, backends: Backends) -> Result<(), BoxError> {
-    let app = app(&backends).await?;
+    let config = backends.config()?;
+    let app = App::build(&config).await?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     // Scripts and tests read this line to learn the bound port (e.g. with --addr 127.0.0.1:0).
+    // Display redacts a password in a PostgreSQL URL.
     println!(
         "event-processor listening on http://{local} (schemas: {}, events: {})",
-        backends.schema_store, backends.event_stream
+        config.store, config.stream
     );
     axum::serve(listener, app.router())
         .with_graceful_shutdown(shutdown_signal())
@@ -116,17 +119,15 @@ async fn serve(addr: SocketAddr, backends: Backends) -> Result<(), BoxError> {
 }
 
 async fn setup(backends: Backends) -> Result<(), BoxError> {
-    app(&backends).await?.setup().await?;
-    println!(
-        "set up: schemas {}, events {}",
-        backends.schema_store, backends.event_stream
-    );
+    let config = backends.config()?;
+    App::build(&config).await?.setup().await?;
+    println!("set up: schemas {}, events {}", config.store, config.stream);
     Ok(())
 }
 
 async fn listen(args: listen::Args, event_stream: &str) -> Result<(), BoxError> {
     let stream = StreamConfig::parse(event_stream)?;
-    let source = event_processor_core::config::event_source(&stream).await?;
+    let source = event_processor_core::app::open_source(&stream).await?;
     listen::run(args, source).await
 }
 

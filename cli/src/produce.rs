@@ -73,6 +73,21 @@ impl Demo {
     }
 }
 
+/// Most events per second `--rate` accepts: one per microsecond, far beyond what one HTTP
+/// client sends, and still a non-zero interval (a zero one would make the timer panic).
+const MAX_RATE: f64 = 1_000_000.0;
+
+/// The pause between two sends at `rate` events per second.
+fn send_interval(rate: f64) -> Result<Duration, BoxError> {
+    if !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE) {
+        return Err(format!(
+            "--rate must be a number of events per second above 0 and at most {MAX_RATE}"
+        )
+        .into());
+    }
+    Ok(Duration::from_secs_f64(1.0 / rate))
+}
+
 #[derive(Default)]
 struct Tally {
     sent: u64,
@@ -81,9 +96,7 @@ struct Tally {
 }
 
 pub async fn run(args: Args) -> Result<(), BoxError> {
-    if !(args.rate.is_finite() && args.rate > 0.0) {
-        return Err("--rate must be a positive number of events per second".into());
-    }
+    let interval = send_interval(args.rate)?;
     let demo = Demo::named(&args.demo);
     let base = args.url.trim_end_matches('/');
     let client = reqwest::Client::builder()
@@ -108,7 +121,7 @@ pub async fn run(args: Args) -> Result<(), BoxError> {
 
     let mut tally = Tally::default();
     let started = Instant::now();
-    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
+    let mut ticks = tokio::time::interval(interval);
     let shutdown = crate::shutdown_signal();
     tokio::pin!(shutdown);
     while args.count.is_none_or(|count| tally.sent < count) {
@@ -158,4 +171,19 @@ pub async fn run(args: Args) -> Result<(), BoxError> {
         tally.sent as f64 / elapsed.max(f64::EPSILON),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_rate_gives_a_non_zero_interval_or_a_clear_refusal() {
+        assert_eq!(send_interval(2.0).unwrap(), Duration::from_millis(500));
+        assert_eq!(send_interval(MAX_RATE).unwrap(), Duration::from_micros(1));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e12, f64::MAX] {
+            let error = send_interval(bad).unwrap_err().to_string();
+            assert!(error.contains("--rate"), "{bad}: {error}");
+        }
+    }
 }

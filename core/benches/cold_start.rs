@@ -41,9 +41,9 @@ async fn sample(warm: bool) {
     let init = start.elapsed();
     let start = Instant::now();
     if warm {
-        let (store, stream) = app.warm_up(WarmUp::StoreAndStream).await;
-        store.expect("the table is there");
-        stream.expect("the stream is there");
+        let report = app.warm_up(WarmUp::StoreAndStream).await;
+        report.store.expect("the table is there");
+        report.stream.expect("the stream is there");
     }
     let warm_up = start.elapsed();
     let router = app.router();

@@ -30,15 +30,10 @@ fn validate_and_envelope(c: &mut Criterion) {
     c.bench_function("validate + envelope (small event)", |b| {
         b.iter(|| {
             schema.validate(black_box(&data)).unwrap();
-            black_box(Envelope::new(
-                &client,
-                &event,
-                SchemaVersion::FIRST,
-                data.clone(),
-            ))
+            black_box(Envelope::new(&client, &event, SchemaVersion::FIRST, &data))
         })
     });
-    let envelope = Envelope::new(&client, &event, SchemaVersion::FIRST, data.clone());
+    let envelope = Envelope::new(&client, &event, SchemaVersion::FIRST, &data).unwrap();
     c.bench_function("envelope to structured JSON", |b| {
         b.iter(|| black_box(envelope.to_structured_json()))
     });
@@ -66,7 +61,7 @@ fn reserialization(c: &mut Criterion) {
 fn batch_encoding(c: &mut Criterion) {
     let (client, event) = pair();
     let envelopes: Vec<Envelope> = (0..500)
-        .map(|_| Envelope::new(&client, &event, SchemaVersion::FIRST, small_event()))
+        .map(|_| Envelope::new(&client, &event, SchemaVersion::FIRST, &small_event()).unwrap())
         .collect();
     let mut group = c.benchmark_group("batch of 500 small events");
     group.throughput(Throughput::Elements(500));

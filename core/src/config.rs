@@ -1,52 +1,56 @@
-//! Configuration: `SCHEMA_STORE` / `EVENT_STREAM` (API.md) parsed into backends, and the
-//! [`App`] every runtime builds once at start-up (a Lambda cold start, `serve`, `setup`).
+//! Configuration, parsing only: the environment (or the CLI flags of the same meaning) turned
+//! into a [`Config`] value. Nothing is opened here; `app` wires a `Config` into a running app.
 //!
-//! Features decide what is compiled, configuration decides what runs: naming a backend whose
-//! feature is not compiled in is a start-up error that names the feature.
+//! A value that does not parse is an error naming its variable. Values are never echoed
+//! verbatim: a PostgreSQL URL carries a password, so errors and logs show [`redacted`] text.
 
+use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
-
-use crate::adapters::memory::{MemoryEventStream, MemorySchemaStore};
-use crate::ports::{EventSource, EventStream, SchemaStore, StoreError, StreamError};
-use crate::processor::Processor;
 
 pub const SCHEMA_STORE_VAR: &str = "SCHEMA_STORE";
 pub const EVENT_STREAM_VAR: &str = "EVENT_STREAM";
 /// What the local server uses when nothing is configured.
 pub const DEFAULT_BACKEND: &str = "sqlite:event-processor.db";
 
-/// A start-up failure. Always names the variable or the feature at fault.
+/// A configuration value that does not parse. Names the variable; shows the value redacted.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{variable}={value:?} is not valid: {reason}")]
-    Invalid {
-        variable: &'static str,
-        value: String,
-        reason: String,
-    },
-    #[error(
-        "{variable} asks for the {backend} backend, but this binary was built without the `{feature}` cargo feature"
-    )]
-    FeatureNotCompiled {
-        variable: &'static str,
-        backend: &'static str,
-        feature: &'static str,
-    },
-    #[error("could not open the backend named by {variable}")]
-    Open {
-        variable: &'static str,
-        #[source]
-        source: crate::ports::Cause,
-    },
-    #[error("could not set up the schema store named by {SCHEMA_STORE_VAR}")]
-    Store(#[source] StoreError),
-    #[error("could not set up the event stream named by {EVENT_STREAM_VAR}")]
-    Stream(#[source] StreamError),
+#[error("{variable}={value:?} is not valid: {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    /// The value as given, with any password replaced (see [`redacted`]).
+    pub value: String,
+    pub reason: String,
 }
 
-/// Where schemas are stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl ConfigError {
+    fn new(variable: &'static str, value: &str, reason: impl Into<String>) -> Self {
+        Self {
+            variable,
+            value: redacted(value),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `value` with the password of a `scheme://user:password@host` URL replaced by `***`, so
+/// that a connection string can be logged or shown in an error.
+pub fn redacted(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return value.to_owned();
+    };
+    // The user info ends at the last '@' before the host (a password may contain '@').
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return value.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => value.to_owned(),
+    }
+}
+
+/// Where schemas are stored (`SCHEMA_STORE`).
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     Memory,
     Sqlite(PathBuf),
@@ -54,7 +58,7 @@ pub enum StoreConfig {
     DynamoDb { table: String },
 }
 
-/// Where accepted events are published.
+/// Where accepted events are published (`EVENT_STREAM`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamConfig {
     Memory,
@@ -63,11 +67,39 @@ pub enum StreamConfig {
     Kinesis { stream: String },
 }
 
-fn invalid(variable: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        variable,
-        value: value.to_owned(),
-        reason: reason.into(),
+// By hand: the derived Debug would print a PostgreSQL password.
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory => f.write_str("Memory"),
+            Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Self::Postgres(url) => f.debug_tuple("Postgres").field(&redacted(url)).finish(),
+            Self::DynamoDb { table } => f.debug_struct("DynamoDb").field("table", table).finish(),
+        }
+    }
+}
+
+impl fmt::Display for StoreConfig {
+    /// The value as `SCHEMA_STORE` would spell it, password redacted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory:"),
+            Self::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Self::Postgres(url) => f.write_str(&redacted(url)),
+            Self::DynamoDb { table } => write!(f, "dynamodb:{table}"),
+        }
+    }
+}
+
+impl fmt::Display for StreamConfig {
+    /// The value as `EVENT_STREAM` would spell it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory:"),
+            Self::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Self::Kafka { brokers } => write!(f, "kafka://{brokers}"),
+            Self::Kinesis { stream } => write!(f, "kinesis:{stream}"),
+        }
     }
 }
 
@@ -78,7 +110,11 @@ fn non_empty<'a>(
     what: &str,
 ) -> Result<&'a str, ConfigError> {
     if rest.trim().is_empty() {
-        Err(invalid(variable, value, format!("{what} is missing")))
+        Err(ConfigError::new(
+            variable,
+            value,
+            format!("{what} is missing"),
+        ))
     } else {
         Ok(rest)
     }
@@ -101,7 +137,7 @@ impl StoreConfig {
                 table: table.to_owned(),
             })
         } else {
-            Err(invalid(
+            Err(ConfigError::new(
                 VAR,
                 value,
                 "expected sqlite:PATH, memory:, postgres://... or dynamodb:TABLE",
@@ -125,7 +161,11 @@ impl StreamConfig {
                 b.rsplit_once(':')
                     .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
             }) {
-                return Err(invalid(VAR, value, "brokers must be HOST:PORT[,HOST:PORT]"));
+                return Err(ConfigError::new(
+                    VAR,
+                    value,
+                    "brokers must be HOST:PORT[,HOST:PORT]",
+                ));
             }
             Ok(Self::Kafka {
                 brokers: brokers.to_owned(),
@@ -136,7 +176,7 @@ impl StreamConfig {
                 stream: stream.to_owned(),
             })
         } else {
-            Err(invalid(
+            Err(ConfigError::new(
                 VAR,
                 value,
                 "expected sqlite:PATH, memory:, kafka://HOST:PORT[,HOST:PORT] or kinesis:STREAM",
@@ -145,7 +185,7 @@ impl StreamConfig {
     }
 }
 
-/// The configured backends.
+/// The whole configuration of a process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub store: StoreConfig,
@@ -162,203 +202,24 @@ impl Config {
 
     /// Reads `SCHEMA_STORE` and `EVENT_STREAM`, each defaulting to [`DEFAULT_BACKEND`].
     pub fn from_env() -> Result<Self, ConfigError> {
-        let read = |variable: &'static str| match std::env::var(variable) {
-            Ok(value) => Ok(value),
-            Err(std::env::VarError::NotPresent) => Ok(DEFAULT_BACKEND.to_owned()),
-            Err(std::env::VarError::NotUnicode(raw)) => {
-                Err(invalid(variable, &raw.to_string_lossy(), "not valid UTF-8"))
-            }
-        };
-        Self::parse(&read(SCHEMA_STORE_VAR)?, &read(EVENT_STREAM_VAR)?)
+        Self::parse(
+            &env_or(SCHEMA_STORE_VAR, DEFAULT_BACKEND)?,
+            &env_or(EVENT_STREAM_VAR, DEFAULT_BACKEND)?,
+        )
     }
 }
 
-/// Which backends [`App::warm_up`] opens: those a Lambda function's requests reach (and its
-/// IAM role may read), so that no function touches a service it does not use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WarmUp {
-    /// The schema store only: register_event, schema, list_events.
-    Store,
-    /// The schema store and the event stream: send_event, send_events.
-    StoreAndStream,
-}
-
-/// The backends a process runs on, built once (per cold start in Lambda).
-#[derive(Clone)]
-pub struct App {
-    pub processor: Processor,
-    pub store: Arc<dyn SchemaStore>,
-    pub stream: Arc<dyn EventStream>,
-}
-
-impl App {
-    /// An app over already opened backends (tests pair a real backend with a memory one).
-    pub fn new(store: Arc<dyn SchemaStore>, stream: Arc<dyn EventStream>) -> Self {
-        Self {
-            processor: Processor::new(store.clone(), stream.clone()),
-            store,
-            stream,
-        }
-    }
-
-    /// Opens the configured backends. SQLite files are created and migrated on open, so the
-    /// embedded default works on a fresh machine with no `setup` step.
-    pub async fn build(config: &Config) -> Result<Self, ConfigError> {
-        Ok(Self::new(
-            open_store(config).await?,
-            open_stream(config).await?,
-        ))
-    }
-
-    /// [`App::build`] from the environment.
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        Self::build(&Config::from_env()?).await
-    }
-
-    /// The HTTP API over this app's processor.
-    pub fn router(&self) -> axum::Router {
-        crate::http::router(self.processor.clone())
-    }
-
-    /// Opens the connections `backends` need before the first request does (a Lambda's init
-    /// phase), concurrently; see [`SchemaStore::warm_up`]. One result per backend, so each
-    /// failure can be reported as what it is; the stream's is `Ok` when it is not warmed up.
-    pub async fn warm_up(
-        &self,
-        backends: WarmUp,
-    ) -> (Result<(), StoreError>, Result<(), StreamError>) {
-        let stream = async {
-            match backends {
-                WarmUp::Store => Ok(()),
-                WarmUp::StoreAndStream => self.stream.warm_up().await,
-            }
-        };
-        tokio::join!(self.store.warm_up(), stream)
-    }
-
-    /// Creates, idempotently, what the configured backends need (`event-processor setup`).
-    pub async fn setup(&self) -> Result<(), ConfigError> {
-        self.store.setup().await.map_err(ConfigError::Store)?;
-        self.stream.setup().await.map_err(ConfigError::Stream)?;
-        Ok(())
-    }
-}
-
-/// The read side of the configured stream, for `listen`.
-pub async fn event_source(config: &StreamConfig) -> Result<Arc<dyn EventSource>, ConfigError> {
-    match config {
-        StreamConfig::Memory => Err(invalid(
-            EVENT_STREAM_VAR,
-            "memory:",
-            "a memory stream lives inside the serving process and cannot be listened to",
+/// A variable's value, or `default` when it is unset.
+pub fn env_or(variable: &'static str, default: &str) -> Result<String, ConfigError> {
+    match std::env::var(variable) {
+        Ok(value) => Ok(value),
+        Err(std::env::VarError::NotPresent) => Ok(default.to_owned()),
+        Err(std::env::VarError::NotUnicode(raw)) => Err(ConfigError::new(
+            variable,
+            &raw.to_string_lossy(),
+            "not valid UTF-8",
         )),
-        #[cfg(feature = "sqlite")]
-        StreamConfig::Sqlite(path) => Ok(sqlite_db(path, EVENT_STREAM_VAR)?),
-        #[cfg(not(feature = "sqlite"))]
-        StreamConfig::Sqlite(_) => Err(not_compiled(EVENT_STREAM_VAR, "SQLite", "sqlite")),
-        #[cfg(feature = "kafka")]
-        StreamConfig::Kafka { brokers } => Ok(Arc::new(crate::adapters::kafka::KafkaSource::new(
-            brokers,
-            crate::adapters::kafka::KafkaOptions::default(),
-        ))),
-        #[cfg(not(feature = "kafka"))]
-        StreamConfig::Kafka { .. } => Err(not_compiled(EVENT_STREAM_VAR, "Kafka", "kafka")),
-        #[cfg(feature = "aws")]
-        StreamConfig::Kinesis { stream } => Ok(Arc::new(kinesis(stream).await)),
-        #[cfg(not(feature = "aws"))]
-        StreamConfig::Kinesis { .. } => Err(not_compiled(EVENT_STREAM_VAR, "Kinesis", "aws")),
     }
-}
-
-#[allow(dead_code, reason = "unused when every backend feature is compiled in")]
-fn not_compiled(
-    variable: &'static str,
-    backend: &'static str,
-    feature: &'static str,
-) -> ConfigError {
-    ConfigError::FeatureNotCompiled {
-        variable,
-        backend,
-        feature,
-    }
-}
-
-async fn open_store(config: &Config) -> Result<Arc<dyn SchemaStore>, ConfigError> {
-    match &config.store {
-        StoreConfig::Memory => Ok(Arc::new(MemorySchemaStore::new())),
-        #[cfg(feature = "sqlite")]
-        StoreConfig::Sqlite(path) => Ok(sqlite_db(path, SCHEMA_STORE_VAR)?),
-        #[cfg(not(feature = "sqlite"))]
-        StoreConfig::Sqlite(_) => Err(not_compiled(SCHEMA_STORE_VAR, "SQLite", "sqlite")),
-        #[cfg(feature = "postgres")]
-        StoreConfig::Postgres(url) => Ok(Arc::new(
-            crate::adapters::postgres::PostgresStore::connect(url)
-                .await
-                .map_err(|e| ConfigError::Open {
-                    variable: SCHEMA_STORE_VAR,
-                    source: crate::ports::cause(e),
-                })?,
-        )),
-        #[cfg(not(feature = "postgres"))]
-        StoreConfig::Postgres(_) => Err(not_compiled(SCHEMA_STORE_VAR, "PostgreSQL", "postgres")),
-        #[cfg(feature = "aws")]
-        StoreConfig::DynamoDb { table } => Ok(Arc::new(
-            crate::adapters::dynamodb::DynamoDbSchemaStore::from_config(
-                crate::adapters::aws::shared_config().await,
-                table,
-            ),
-        )),
-        #[cfg(not(feature = "aws"))]
-        StoreConfig::DynamoDb { .. } => Err(not_compiled(SCHEMA_STORE_VAR, "DynamoDB", "aws")),
-    }
-}
-
-async fn open_stream(config: &Config) -> Result<Arc<dyn EventStream>, ConfigError> {
-    match &config.stream {
-        StreamConfig::Memory => Ok(Arc::new(MemoryEventStream::new())),
-        #[cfg(feature = "sqlite")]
-        StreamConfig::Sqlite(path) => Ok(sqlite_db(path, EVENT_STREAM_VAR)?),
-        #[cfg(not(feature = "sqlite"))]
-        StreamConfig::Sqlite(_) => Err(not_compiled(EVENT_STREAM_VAR, "SQLite", "sqlite")),
-        #[cfg(feature = "kafka")]
-        StreamConfig::Kafka { brokers } => Ok(Arc::new(
-            crate::adapters::kafka::KafkaStream::connect(
-                brokers,
-                crate::adapters::kafka::KafkaOptions::default(),
-            )
-            .map_err(|e| ConfigError::Open {
-                variable: EVENT_STREAM_VAR,
-                source: crate::ports::cause(e),
-            })?,
-        )),
-        #[cfg(not(feature = "kafka"))]
-        StreamConfig::Kafka { .. } => Err(not_compiled(EVENT_STREAM_VAR, "Kafka", "kafka")),
-        #[cfg(feature = "aws")]
-        StreamConfig::Kinesis { stream } => Ok(Arc::new(kinesis(stream).await)),
-        #[cfg(not(feature = "aws"))]
-        StreamConfig::Kinesis { .. } => Err(not_compiled(EVENT_STREAM_VAR, "Kinesis", "aws")),
-    }
-}
-
-/// The Kinesis adapter serves both sides: publishing, and `listen`.
-#[cfg(feature = "aws")]
-async fn kinesis(stream: &str) -> crate::adapters::kinesis::KinesisEventStream {
-    crate::adapters::kinesis::KinesisEventStream::from_config(
-        crate::adapters::aws::shared_config().await,
-        stream,
-    )
-}
-
-/// One handle (one writer thread) per file, shared when schemas and events use the same file.
-#[cfg(feature = "sqlite")]
-fn sqlite_db(
-    path: &std::path::Path,
-    variable: &'static str,
-) -> Result<Arc<crate::adapters::sqlite::SqliteDb>, ConfigError> {
-    crate::adapters::sqlite::SqliteDb::open_shared(path).map_err(|e| ConfigError::Open {
-        variable,
-        source: crate::ports::cause(e),
-    })
 }
 
 #[cfg(test)]
@@ -412,19 +273,26 @@ mod tests {
         }
     }
 
-    // Needs a backend that is not compiled in: Kafka, unless the `kafka` feature is on.
-    #[cfg(not(feature = "kafka"))]
-    // Runs in the feature-less build that scripts/test also makes (`--no-default-features`).
-    #[cfg(not(feature = "kafka"))]
-    #[tokio::test]
-    async fn a_backend_not_compiled_in_names_the_feature() {
-        let config = Config::parse("memory:", "kafka://localhost:9092").unwrap();
-        let message = App::build(&config)
-            .await
-            .err()
-            .expect("kafka is not compiled")
-            .to_string();
-        assert!(message.contains("`kafka` cargo feature"), "{message}");
-        assert!(message.contains(EVENT_STREAM_VAR), "{message}");
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redacted("postgres://app:s3cr@t@db:5432/events?sslmode=disable"),
+            "postgres://app:***@db:5432/events?sslmode=disable"
+        );
+        assert_eq!(
+            redacted("postgres://app@db/events"),
+            "postgres://app@db/events"
+        );
+        assert_eq!(redacted("sqlite:a:b@c.db"), "sqlite:a:b@c.db");
+        assert_eq!(redacted("kafka://h:9092"), "kafka://h:9092");
+    }
+
+    #[test]
+    fn a_postgres_password_never_appears_in_errors_debug_or_display() {
+        let config = StoreConfig::parse("postgres://app:hunter2@db/events").unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert!(!config.to_string().contains("hunter2"));
+        let error = StoreConfig::parse("mysql://app:hunter2@db/events").unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
     }
 }

@@ -3,38 +3,14 @@
 //! Adapters (SQLite, memory, DynamoDB, Kinesis, ...) implement them; the processor holds them
 //! as `Arc<dyn SchemaStore>` / `Arc<dyn EventStream>` and never sees an SDK, SQL or HTTP type.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::domain::{ClientId, EventName, SchemaVersion};
 use crate::envelope::{CloudEvent, Envelope};
-
-/// The underlying cause of an adapter failure, kept for logs (never shown to clients).
-/// `Arc` so errors can be shared by the single-flight schema cache.
-pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
-
-/// Wraps any error as a [`Cause`].
-pub fn cause(error: impl std::error::Error + Send + Sync + 'static) -> Cause {
-    Arc::new(error)
-}
-
-/// Displays an error with every `source()` below it, for logs.
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(error) = source {
-            write!(f, ": {error}")?;
-            source = error.source();
-        }
-        Ok(())
-    }
-}
+pub use crate::error::{Cause, cause};
+use crate::retry::Deadline;
 
 /// A schema-store failure.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -63,9 +39,9 @@ pub enum StreamError {
     /// A record read back from the stream is not a CloudEvent this code can read.
     #[error("event stream returned an unreadable record")]
     Corrupt(#[source] Cause),
-    /// This stream cannot be read from another process (e.g. `memory:`).
-    #[error("this event stream cannot be subscribed to: {0}")]
-    NotSubscribable(&'static str),
+    /// The event could not be encoded as the stream's record (a bug, not a client error).
+    #[error("the event could not be encoded for the stream")]
+    Encode(#[source] Cause),
 }
 
 /// A schema as stored for one (client, event) pair.
@@ -95,17 +71,22 @@ pub enum Insert {
 }
 
 /// Where schemas live.
+///
+/// Every call on a request's path takes the request's [`Deadline`]: transient failures are
+/// retried until it, and an attempt in flight is cut off at it (see `retry`).
 #[async_trait]
 pub trait SchemaStore: Send + Sync {
     /// Registers `schema` as version 1 of the pair unless the pair already has a schema.
     /// Atomic: of any number of concurrent calls for one pair, across processes, exactly one
     /// returns `Inserted`; the others return `Existing` with the winner's schema.
-    /// `Err` means nothing was written.
+    /// `Err` means nothing was written, except after an attempt cut off in flight: a retry
+    /// then finds its own row and reports it as `Existing`.
     async fn insert_if_absent(
         &self,
         client: &ClientId,
         event: &EventName,
         schema: &Value,
+        deadline: Deadline,
     ) -> Result<Insert, StoreError>;
 
     /// The latest schema of the pair, read with strong consistency (a registration that
@@ -114,10 +95,15 @@ pub trait SchemaStore: Send + Sync {
         &self,
         client: &ClientId,
         event: &EventName,
+        deadline: Deadline,
     ) -> Result<Option<RegisteredSchema>, StoreError>;
 
     /// Every pair registered by `client` (and only by it), sorted by event name.
-    async fn list(&self, client: &ClientId) -> Result<Vec<RegisteredEvent>, StoreError>;
+    async fn list(
+        &self,
+        client: &ClientId,
+        deadline: Deadline,
+    ) -> Result<Vec<RegisteredEvent>, StoreError>;
 
     /// Opens, ahead of the first request, the connection that request would otherwise open
     /// (TCP and TLS to a remote service), so that a Lambda pays for it during init. Nothing
@@ -137,23 +123,33 @@ pub trait SchemaStore: Send + Sync {
 pub trait EventStream: Send + Sync {
     /// Publishes one event and returns only once the stream has durably acknowledged it
     /// (SQLite commit, Kinesis sequence number, Kafka delivery report with acks=all).
-    /// Transient failures are retried inside a bounded deadline; `Err` means the event is
-    /// not acknowledged and the client must not be told it was.
-    async fn publish(&self, event: &Envelope) -> Result<(), StreamError>;
+    /// Transient failures are retried until `deadline`; `Err` means the event is not
+    /// acknowledged and the client must not be told it was.
+    async fn publish(&self, event: &Envelope, deadline: Deadline) -> Result<(), StreamError>;
 
     /// Publishes several events; the result for each, in input order, with the same
-    /// guarantee as [`EventStream::publish`]. Adapters override this to publish together.
-    async fn publish_batch(&self, events: &[Envelope]) -> Vec<Result<(), StreamError>> {
+    /// guarantee as [`EventStream::publish`] and one deadline for all of them. Adapters
+    /// override this to publish together.
+    async fn publish_batch(
+        &self,
+        events: &[Envelope],
+        deadline: Deadline,
+    ) -> Vec<Result<(), StreamError>> {
         let mut results = Vec::with_capacity(events.len());
         for event in events {
-            results.push(self.publish(event).await);
+            results.push(self.publish(event, deadline).await);
         }
         results
     }
 
     /// Prepares per-pair resources (e.g. a Kafka topic) when a pair is registered.
     /// Idempotent; called before the registration is stored.
-    async fn prepare(&self, _client: &ClientId, _event: &EventName) -> Result<(), StreamError> {
+    async fn prepare(
+        &self,
+        _client: &ClientId,
+        _event: &EventName,
+        _deadline: Deadline,
+    ) -> Result<(), StreamError> {
         Ok(())
     }
 

@@ -62,8 +62,8 @@ pub enum SchemaError {
     #[error("the schema is not valid against its meta-schema")]
     Invalid(Vec<ValidationIssue>),
     /// It is meta-valid but cannot be compiled, e.g. a `$ref` that does not resolve inside it.
-    #[error("the schema cannot be compiled: {0}")]
-    Uncompilable(String),
+    #[error("the schema cannot be compiled")]
+    Uncompilable(#[source] ValidationError<'static>),
 }
 
 impl SchemaError {
@@ -95,8 +95,7 @@ impl CompiledSchema {
         let draft = draft_of(schema)?;
         // `draft_of` rejected unknown dialects, so this picks a bundled meta-schema and
         // resolves nothing remotely.
-        let meta = jsonschema::meta::validator_for(schema)
-            .map_err(|e| SchemaError::Uncompilable(e.to_string()))?;
+        let meta = jsonschema::meta::validator_for(schema).map_err(SchemaError::Uncompilable)?;
         let issues: Vec<ValidationIssue> = meta
             .iter_errors(schema)
             .take(MAX_REPORTED_ERRORS)
@@ -112,7 +111,7 @@ impl CompiledSchema {
                 PatternOptions::fancy_regex().backtrack_limit(REGEX_BACKTRACK_LIMIT),
             )
             .build(schema)
-            .map_err(|e| SchemaError::Uncompilable(e.to_string()))?;
+            .map_err(SchemaError::Uncompilable)?;
         Ok(Self {
             validator: Arc::new(validator),
         })

@@ -36,7 +36,7 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> =
 /// arbitrary events reach validation.
 static ROUTER: LazyLock<Router> = LazyLock::new(|| {
     let processor = Processor::new(Arc::new(MemorySchemaStore::new()), Arc::new(MemoryEventStream::new()));
-    let router = event_processor_core::http::router(processor);
+    let router = event_processor_core::http::Api::new(processor).router();
     for (path, schema) in [
         ("/SpongeBob/Fruits/register_event", r#"{"type":"object","required":["fruit"]}"#),
         (

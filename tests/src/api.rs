@@ -33,8 +33,11 @@ pub async fn call(
     send(router, request.body(body).expect("a valid request")).await
 }
 
-/// Sends a ready-made request through the router and reads the JSON answer.
+/// Sends a ready-made request through the router and reads the answer, checking what API.md
+/// promises of every response: `Content-Type: application/json`, a JSON body with `code`
+/// (`SUCCEEDED` or `FAILED`) and a `msg` sentence.
 pub async fn send(router: &Router, request: Request<Body>) -> Reply {
+    let uri = request.uri().clone();
     let response = router
         .clone()
         .oneshot(request)
@@ -48,17 +51,36 @@ pub async fn send(router: &Router, request: Request<Body>) -> Reply {
         .await
         .expect("read the body")
         .to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+    assert_eq!(
+        headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json"),
+        "every response is JSON ({status} for {uri})"
+    );
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
         panic!(
             "{status}: body is not JSON ({e}): {}",
             String::from_utf8_lossy(&bytes)
         )
     });
+    assert!(
+        body["code"] == "SUCCEEDED" || body["code"] == "FAILED",
+        "{status} for {uri}: {body}"
+    );
+    assert!(body["msg"].is_string(), "{status} for {uri}: {body}");
     Reply {
         status,
         headers,
         body,
     }
+}
+
+/// Asserts a failure of API.md's shape: `status`, `code: FAILED` and the stable `error`.
+pub fn assert_failure(reply: &Reply, status: StatusCode, error: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert_eq!(reply.body["code"], "FAILED", "{}", reply.body);
+    assert_eq!(reply.body["error"], error, "{}", reply.body);
 }
 
 /// `POST uri` with a JSON body.

@@ -11,7 +11,7 @@ use event_processor_core::ports::{
 };
 use serde_json::{Value, json};
 
-use crate::{event_name, unique_client};
+use crate::{deadline, event_name, unique_client};
 
 /// How long a read-back waits for events before the test fails.
 pub const READ_BACK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,13 +39,13 @@ pub mod store {
         let schema = json!({"type": "object", "required": ["fruit"]});
 
         let insert = store
-            .insert_if_absent(&client, &event, &schema)
+            .insert_if_absent(&client, &event, &schema, deadline())
             .await
             .unwrap();
 
         assert_eq!(insert, Insert::Inserted(SchemaVersion::FIRST));
         let stored = store
-            .get(&client, &event)
+            .get(&client, &event, deadline())
             .await
             .unwrap()
             .expect("registered");
@@ -61,12 +61,12 @@ pub mod store {
         let first = json!({"type": "object"});
         let second = json!({"type": "array"});
         store
-            .insert_if_absent(&client, &event, &first)
+            .insert_if_absent(&client, &event, &first, deadline())
             .await
             .unwrap();
 
         let insert = store
-            .insert_if_absent(&client, &event, &second)
+            .insert_if_absent(&client, &event, &second, deadline())
             .await
             .unwrap();
 
@@ -75,7 +75,12 @@ pub mod store {
             other => panic!("expected Existing, got {other:?}"),
         }
         assert_eq!(
-            store.get(&client, &event).await.unwrap().unwrap().schema,
+            store
+                .get(&client, &event, deadline())
+                .await
+                .unwrap()
+                .unwrap()
+                .schema,
             first
         );
     }
@@ -90,7 +95,7 @@ pub mod store {
                     (
                         schema.clone(),
                         store
-                            .insert_if_absent(&client, &event, &schema)
+                            .insert_if_absent(&client, &event, &schema, deadline())
                             .await
                             .unwrap(),
                     )
@@ -107,14 +112,19 @@ pub mod store {
 
         assert_eq!(winners.len(), 1, "exactly one registration wins");
         assert_eq!(
-            store.get(&client, &event).await.unwrap().unwrap().schema,
+            store
+                .get(&client, &event, deadline())
+                .await
+                .unwrap()
+                .unwrap()
+                .schema,
             winners[0]
         );
     }
 
     pub async fn unregistered_pair_is_none(store: Arc<dyn SchemaStore>) {
         let got = store
-            .get(&unique_client(), &event_name("Nothing"))
+            .get(&unique_client(), &event_name("Nothing"), deadline())
             .await
             .unwrap();
         assert_eq!(got, None);
@@ -124,16 +134,16 @@ pub mod store {
         let (a, b) = (unique_client(), unique_client());
         for name in ["Zebra", "Apple", "Mango"] {
             store
-                .insert_if_absent(&a, &event_name(name), &json!({}))
+                .insert_if_absent(&a, &event_name(name), &json!({}), deadline())
                 .await
                 .unwrap();
         }
         store
-            .insert_if_absent(&b, &event_name("Other"), &json!({}))
+            .insert_if_absent(&b, &event_name("Other"), &json!({}), deadline())
             .await
             .unwrap();
 
-        let listed = store.list(&a).await.unwrap();
+        let listed = store.list(&a, deadline()).await.unwrap();
 
         let names: Vec<&str> = listed.iter().map(|e| e.event.as_str()).collect();
         assert_eq!(names, ["Apple", "Mango", "Zebra"]);
@@ -145,7 +155,13 @@ pub mod store {
     }
 
     pub async fn unknown_client_lists_nothing(store: Arc<dyn SchemaStore>) {
-        assert!(store.list(&unique_client()).await.unwrap().is_empty());
+        assert!(
+            store
+                .list(&unique_client(), deadline())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     pub async fn schemas_round_trip_as_json_values(store: Arc<dyn SchemaStore>) {
@@ -160,11 +176,16 @@ pub mod store {
             "examples": [null, true, [1, [2, [3]]], {"nested": {"deep": "value"}}]
         });
         store
-            .insert_if_absent(&client, &event, &schema)
+            .insert_if_absent(&client, &event, &schema, deadline())
             .await
             .unwrap();
         assert_eq!(
-            store.get(&client, &event).await.unwrap().unwrap().schema,
+            store
+                .get(&client, &event, deadline())
+                .await
+                .unwrap()
+                .unwrap()
+                .schema,
             schema
         );
     }
@@ -176,14 +197,14 @@ pub mod stream {
     async fn prepared(stream: &dyn EventStream) -> (ClientId, EventName) {
         let (client, event) = (unique_client(), event_name("Fruits"));
         stream
-            .prepare(&client, &event)
+            .prepare(&client, &event, deadline())
             .await
             .expect("prepare the pair");
         (client, event)
     }
 
     fn envelope(client: &ClientId, event: &EventName, data: Value) -> Envelope {
-        Envelope::new(client, event, SchemaVersion::FIRST, data)
+        Envelope::new(client, event, SchemaVersion::FIRST, &data).expect("an envelope")
     }
 
     pub async fn published_event_is_read_back_with_its_envelope(
@@ -197,14 +218,14 @@ pub mod stream {
             json!({"fruit": "kiwi", "n": [1, 2.5, null]}),
         );
 
-        stream.publish(&sent).await.unwrap();
+        stream.publish(&sent, deadline()).await.unwrap();
 
         let mut subscription = source
             .subscribe(&client, &event, StartAt::Beginning)
             .await
             .unwrap();
         let got = read_events(subscription.as_mut(), 1).await;
-        assert_eq!(got, vec![sent.cloud_event]);
+        assert_eq!(got, vec![sent.to_cloud_event().unwrap()]);
     }
 
     pub async fn events_of_a_pair_are_read_in_publish_order(
@@ -217,7 +238,7 @@ pub mod stream {
             .collect();
 
         for e in &sent {
-            stream.publish(e).await.unwrap();
+            stream.publish(e, deadline()).await.unwrap();
         }
 
         let mut subscription = source
@@ -236,7 +257,7 @@ pub mod stream {
     ) {
         let (client, event) = prepared(stream.as_ref()).await;
         stream
-            .publish(&envelope(&client, &event, json!({"old": true})))
+            .publish(&envelope(&client, &event, json!({"old": true})), deadline())
             .await
             .unwrap();
         let mut subscription = source
@@ -247,10 +268,10 @@ pub mod stream {
         let _ = subscription.next_batch().await.unwrap();
 
         let new = envelope(&client, &event, json!({"old": false}));
-        stream.publish(&new).await.unwrap();
+        stream.publish(&new, deadline()).await.unwrap();
 
         let got = read_events(subscription.as_mut(), 1).await;
-        assert_eq!(got, vec![new.cloud_event]);
+        assert_eq!(got, vec![new.to_cloud_event().unwrap()]);
     }
 
     pub async fn pairs_do_not_see_each_others_events(
@@ -260,24 +281,27 @@ pub mod stream {
         let (client, event) = prepared(stream.as_ref()).await;
         let (other_client, _) = prepared(stream.as_ref()).await;
         let other = event_name("Colors");
-        stream.prepare(&client, &other).await.unwrap();
+        stream.prepare(&client, &other, deadline()).await.unwrap();
         stream
-            .publish(&envelope(&other_client, &event, json!({"x": 1})))
+            .publish(
+                &envelope(&other_client, &event, json!({"x": 1})),
+                deadline(),
+            )
             .await
             .unwrap();
         stream
-            .publish(&envelope(&client, &other, json!({"x": 2})))
+            .publish(&envelope(&client, &other, json!({"x": 2})), deadline())
             .await
             .unwrap();
         let mine = envelope(&client, &event, json!({"x": 3}));
-        stream.publish(&mine).await.unwrap();
+        stream.publish(&mine, deadline()).await.unwrap();
 
         let mut subscription = source
             .subscribe(&client, &event, StartAt::Beginning)
             .await
             .unwrap();
         let got = read_events(subscription.as_mut(), 1).await;
-        assert_eq!(got, vec![mine.cloud_event]);
+        assert_eq!(got, vec![mine.to_cloud_event().unwrap()]);
         // Nothing else arrives for this pair.
         let more = subscription.next_batch().await.unwrap();
         assert!(more.is_empty(), "unexpected events: {more:?}");
@@ -292,7 +316,7 @@ pub mod stream {
             .map(|i| envelope(&client, &event, json!({"i": i})))
             .collect();
 
-        let results = stream.publish_batch(&batch).await;
+        let results = stream.publish_batch(&batch, deadline()).await;
 
         assert_eq!(results.len(), batch.len());
         assert!(results.iter().all(Result::is_ok), "{results:?}");
@@ -316,7 +340,7 @@ pub mod stream {
                 let stream = stream.clone();
                 let sent = envelope(&client, &event, json!({"i": i}));
                 tokio::spawn(async move {
-                    stream.publish(&sent).await.unwrap();
+                    stream.publish(&sent, deadline()).await.unwrap();
                     sent.cloud_event.id
                 })
             })

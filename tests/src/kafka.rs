@@ -9,16 +9,17 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use event_processor_core::adapters::kafka::{KafkaOptions, KafkaSource, KafkaStream, topic_name};
+use event_processor_core::adapters::kafka::{KafkaOptions, KafkaStream, topic_name};
 use event_processor_core::domain::{ClientId, EventName};
 use event_processor_core::envelope::Envelope;
 use event_processor_core::ports::{EventSource, EventStream, StreamError};
+use event_processor_core::retry::Deadline;
 use rdkafka::Message;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
@@ -103,6 +104,29 @@ impl MockKafka {
         self.run(MockCommand::ProduceErrors(errors.to_vec()));
     }
 
+    /// How many of the errors queued by [`MockKafka::fail_produce_requests`] no Produce request
+    /// has met yet. Each queued error fails the next Produce request the broker receives, so a
+    /// producer that never retries sends one record at a time to `topic` until one is
+    /// accepted: each refusal is one error left over.
+    pub async fn unconsumed_produce_errors(&self, topic: &str) -> usize {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("enable.idempotence", "false")
+            .set("retries", "0")
+            .set("message.timeout.ms", "5000")
+            .create()
+            .expect("create the probe producer");
+        let mut left = 0;
+        loop {
+            let record = FutureRecord::<(), _>::to(topic).payload("{}");
+            match producer.send(record, Duration::from_secs(5)).await {
+                Ok(_) => return left,
+                Err(_) => left += 1,
+            }
+            assert!(left <= 1000, "the probe never gets a record accepted");
+        }
+    }
+
     /// The Kafka adapter on this cluster. The mock broker does not implement the CreateTopics
     /// admin API, so `prepare` creates the topic through the mock's own API instead
     /// (topic creation through the admin API is tested on tansu).
@@ -111,34 +135,43 @@ impl MockKafka {
         options: KafkaOptions,
     ) -> (Arc<dyn EventStream>, Arc<dyn EventSource>) {
         let stream =
-            KafkaStream::connect(&self.brokers, options.clone()).expect("create the producer");
+            Arc::new(KafkaStream::connect(&self.brokers, options).expect("create the producer"));
         (
             Arc::new(MockPrepared {
-                inner: stream,
+                inner: stream.clone(),
                 mock: self.clone(),
             }),
-            Arc::new(KafkaSource::new(&self.brokers, options)),
+            stream,
         )
     }
 }
 
 /// [`KafkaStream`] with `prepare` done by the mock cluster.
 struct MockPrepared {
-    inner: KafkaStream,
+    inner: Arc<KafkaStream>,
     mock: Arc<MockKafka>,
 }
 
 #[async_trait]
 impl EventStream for MockPrepared {
-    async fn publish(&self, event: &Envelope) -> Result<(), StreamError> {
-        self.inner.publish(event).await
+    async fn publish(&self, event: &Envelope, deadline: Deadline) -> Result<(), StreamError> {
+        self.inner.publish(event, deadline).await
     }
 
-    async fn publish_batch(&self, events: &[Envelope]) -> Vec<Result<(), StreamError>> {
-        self.inner.publish_batch(events).await
+    async fn publish_batch(
+        &self,
+        events: &[Envelope],
+        deadline: Deadline,
+    ) -> Vec<Result<(), StreamError>> {
+        self.inner.publish_batch(events, deadline).await
     }
 
-    async fn prepare(&self, client: &ClientId, event: &EventName) -> Result<(), StreamError> {
+    async fn prepare(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        _deadline: Deadline,
+    ) -> Result<(), StreamError> {
         self.mock
             .run(MockCommand::CreateTopic(topic_name(client, event)));
         Ok(())
@@ -158,11 +191,8 @@ pub fn adapter(
     brokers: &str,
     options: KafkaOptions,
 ) -> (Arc<dyn EventStream>, Arc<dyn EventSource>) {
-    let stream = KafkaStream::connect(brokers, options.clone()).expect("create the producer");
-    (
-        Arc::new(stream),
-        Arc::new(KafkaSource::new(brokers, options)),
-    )
+    let stream = Arc::new(KafkaStream::connect(brokers, options).expect("create the producer"));
+    (stream.clone(), stream)
 }
 
 /// A tansu broker process owned by one test, which may pause (SIGSTOP) and resume it.
@@ -260,7 +290,7 @@ pub async fn records_with_ids(
         read_records_until(&brokers, &topic, |records| {
             let seen: BTreeSet<&str> = records
                 .iter()
-                .map(|r| r.headers["ce_id"].as_str())
+                .filter_map(|r| r.headers.get("ce_id").map(String::as_str))
                 .collect();
             ids.iter().all(|id| seen.contains(id.as_str()))
         })

@@ -16,11 +16,19 @@ pub mod kafka;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+use std::time::Duration;
+
 use event_processor_core::domain::{ClientId, EventName};
+use event_processor_core::retry::Deadline;
 
 /// A client name no other test (or earlier run against a shared backend) uses.
 pub fn unique_client() -> ClientId {
     ClientId::parse(&format!("t{}", uuid_simple())).expect("generated names are valid")
+}
+
+/// The deadline of a port call made by a test: generous, so that only a real hang fails it.
+pub fn deadline() -> Deadline {
+    Deadline::after(Duration::from_secs(30))
 }
 
 pub fn event_name(name: &str) -> EventName {

@@ -25,7 +25,7 @@ pub async fn store() -> Arc<PostgresStore> {
 }
 
 pub async fn store_at(url: &str) -> PostgresStore {
-    PostgresStore::connect(url)
+    event_processor_core::adapters::postgres::open(url)
         .await
         .expect("open the PostgreSQL store")
 }

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::Request;
 use event_processor_core::Processor;
 use event_processor_core::adapters::memory::{MemoryEventStream, MemorySchemaStore};
-use event_processor_core::http::router;
+use event_processor_core::http::Api;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -39,7 +39,7 @@ pub async fn registered_router() -> Router {
         Arc::new(MemorySchemaStore::new()),
         Arc::new(MemoryEventStream::new()),
     );
-    let app = router(processor);
+    let app = Api::new(processor).router();
     register_fruits(&app).await;
     app
 }

@@ -4,6 +4,9 @@
 //! one item per registered pair with `schema` (the JSON Schema as JSON text, so any JSON value
 //! round-trips exactly, including numbers DynamoDB's own types would reshape) and `version` (N).
 //! A client's events are one partition: `list` is a Query sorted by the sort key, never a Scan.
+//!
+//! Every call on a request's path goes through the one retry policy (`retry`), so throttling
+//! and server faults are retried until the request's deadline and each attempt ends by it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,8 +23,11 @@ use aws_sdk_dynamodb::types::{
 };
 use serde_json::Value;
 
+use super::aws;
 use crate::domain::{ClientId, EventName, NameError, SchemaVersion};
-use crate::ports::{Insert, RegisteredEvent, RegisteredSchema, SchemaStore, StoreError, cause};
+use crate::error::cause;
+use crate::ports::{Insert, RegisteredEvent, RegisteredSchema, SchemaStore, StoreError};
+use crate::retry::{Deadline, RetryPolicy, retry};
 
 /// Partition key: the client.
 pub const CLIENT_KEY: &str = "client";
@@ -57,11 +63,17 @@ pub struct WrongKeySchema {
     pub table: String,
 }
 
+/// The schema store over `table`, with a client built from the process-wide SDK configuration.
+pub async fn open(table: &str) -> DynamoDbSchemaStore {
+    DynamoDbSchemaStore::from_config(aws::shared_config().await, table)
+}
+
 /// Schemas in one DynamoDB table.
 #[derive(Clone, Debug)]
 pub struct DynamoDbSchemaStore {
     client: Client,
     table: String,
+    retry: RetryPolicy,
 }
 
 impl DynamoDbSchemaStore {
@@ -70,6 +82,7 @@ impl DynamoDbSchemaStore {
         Self {
             client,
             table: table.into(),
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -145,32 +158,41 @@ impl SchemaStore for DynamoDbSchemaStore {
         client: &ClientId,
         event: &EventName,
         schema: &Value,
+        deadline: Deadline,
     ) -> Result<Insert, StoreError> {
         let version = SchemaVersion::FIRST;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(Self::key(client, event)))
-            .item(SCHEMA_ATTR, AttributeValue::S(schema.to_string()))
-            .item(VERSION_ATTR, AttributeValue::N(version.to_string()))
-            .condition_expression("attribute_not_exists(#client)")
-            .expression_attribute_names("#client", CLIENT_KEY)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
+        let schema = &schema.to_string();
+        let result = retry(self.retry, deadline, move || async move {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(Self::key(client, event)))
+                .item(SCHEMA_ATTR, AttributeValue::S(schema.clone()))
+                .item(VERSION_ATTR, AttributeValue::N(version.to_string()))
+                .condition_expression("attribute_not_exists(#client)")
+                .expression_attribute_names("#client", CLIENT_KEY)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await
+                .map_err(aws::failure)
+        })
+        .await;
         let error = match result {
             Ok(_) => return Ok(Insert::Inserted(version)),
             Err(error) => error,
         };
-        let Some(PutItemError::ConditionalCheckFailedException(failed)) = error.as_service_error()
+        // A lost race (or a retry after a lost reply, which then finds its own item).
+        let Some(PutItemError::ConditionalCheckFailedException(failed)) =
+            error.failure().and_then(|e| e.as_service_error())
         else {
             return Err(unavailable(error));
         };
         let existing = match failed.item() {
             Some(item) => registered(client, event, item)?,
             None => self
-                .get(client, event)
+                .get(client, event, deadline)
                 .await?
                 .ok_or_else(|| corrupt(ItemError::Vanished))?,
         };
@@ -182,16 +204,20 @@ impl SchemaStore for DynamoDbSchemaStore {
         &self,
         client: &ClientId,
         event: &EventName,
+        deadline: Deadline,
     ) -> Result<Option<RegisteredSchema>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(client, event)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
+        let output = retry(self.retry, deadline, move || async move {
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(client, event)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(aws::failure)
+        })
+        .await
+        .map_err(unavailable)?;
         output
             .item()
             .map(|item| registered(client, event, item))
@@ -200,26 +226,34 @@ impl SchemaStore for DynamoDbSchemaStore {
 
     /// A strongly consistent Query on the client's partition, following every page; DynamoDB
     /// returns items in sort-key (event name) order, which for ASCII names is `str` order.
-    async fn list(&self, client: &ClientId) -> Result<Vec<RegisteredEvent>, StoreError> {
+    async fn list(
+        &self,
+        client: &ClientId,
+        deadline: Deadline,
+    ) -> Result<Vec<RegisteredEvent>, StoreError> {
         let mut events = Vec::new();
-        let mut start = None;
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#client = :client")
-                .expression_attribute_names("#client", CLIENT_KEY)
-                .expression_attribute_names("#event", EVENT_KEY)
-                .expression_attribute_names("#version", VERSION_ATTR)
-                .expression_attribute_values(":client", AttributeValue::S(client.to_string()))
-                // Schemas can be large; a listing needs only names and versions.
-                .projection_expression("#event, #version")
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
+            let from = &start;
+            let page = retry(self.retry, deadline, move || async move {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("#client = :client")
+                    .expression_attribute_names("#client", CLIENT_KEY)
+                    .expression_attribute_names("#event", EVENT_KEY)
+                    .expression_attribute_names("#version", VERSION_ATTR)
+                    .expression_attribute_values(":client", AttributeValue::S(client.to_string()))
+                    // Schemas can be large; a listing needs only names and versions.
+                    .projection_expression("#event, #version")
+                    .consistent_read(true)
+                    .set_exclusive_start_key(from.clone())
+                    .send()
+                    .await
+                    .map_err(aws::failure)
+            })
+            .await
+            .map_err(unavailable)?;
             for item in page.items() {
                 let event = string_attr(item, EVENT_KEY).map_err(corrupt)?;
                 events.push(RegisteredEvent {

@@ -36,7 +36,9 @@ use rdkafka::util::Timeout;
 
 use crate::domain::{ClientId, EventName};
 use crate::envelope::{CloudEvent, Envelope};
-use crate::ports::{EventSource, EventStream, StartAt, StreamError, Subscription, cause};
+use crate::error::cause;
+use crate::ports::{EventSource, EventStream, StartAt, StreamError, Subscription};
+use crate::retry::{AttemptTimedOut, Deadline};
 
 /// How long a subscription waits for the first record of a batch.
 const POLL_WAIT: Duration = Duration::from_millis(500);
@@ -61,7 +63,9 @@ pub struct KafkaOptions {
 impl Default for KafkaOptions {
     fn default() -> Self {
         Self {
-            delivery_timeout: Duration::from_secs(10),
+            // Inside the HTTP layer's request budget (10 s), so that librdkafka reports a
+            // failed delivery before the request's deadline cuts the wait short.
+            delivery_timeout: Duration::from_secs(8),
             request_timeout: Duration::from_secs(10),
             partitions: 1,
             replication_factor: -1,
@@ -116,8 +120,15 @@ fn base_config(brokers: &str) -> ClientConfig {
     config
 }
 
-/// The producer side, one per process.
+/// The stream named by `EVENT_STREAM=kafka://BROKERS`, with the default options. It serves
+/// both sides: publishing, and `listen`.
+pub fn open(brokers: &str) -> Result<KafkaStream, KafkaError> {
+    KafkaStream::connect(brokers, KafkaOptions::default())
+}
+
+/// The producer side, one per process; also the [`EventSource`] of `listen`.
 pub struct KafkaStream {
+    brokers: String,
     /// The producer and its generation. librdkafka asks for a producer that hit a fatal
     /// error (e.g. fenced after an epoch bump) to be replaced: it never produces again.
     producer: RwLock<(u64, FutureProducer)>,
@@ -160,6 +171,7 @@ impl KafkaStream {
         let producer: FutureProducer = producer_config.create()?;
         let admin = base_config(brokers).create()?;
         Ok(Self {
+            brokers: brokers.to_owned(),
             producer: RwLock::new((0, producer)),
             producer_config,
             admin,
@@ -204,10 +216,9 @@ impl KafkaStream {
         }
     }
 
-    async fn deliver(&self, envelope: &Envelope) -> Result<(), StreamError> {
+    async fn deliver(&self, envelope: &Envelope, deadline: Deadline) -> Result<(), StreamError> {
         let topic = topic_name(&envelope.client, &envelope.event);
-        let payload = serde_json::to_vec(&envelope.cloud_event.data)
-            .unwrap_or_else(|_| unreachable!("a JSON value always serializes"));
+        let payload = envelope.data_json().as_bytes();
         let key = envelope.cloud_event.id.as_str();
         let headers = envelope.binary_headers().into_iter().fold(
             OwnedHeaders::new_with_capacity(7),
@@ -219,15 +230,19 @@ impl KafkaStream {
             },
         );
         let record = FutureRecord::to(&topic)
-            .payload(&payload)
+            .payload(payload)
             .key(key)
             .headers(headers);
         let (generation, producer) = self.producer();
-        // Waiting for room in a full local queue counts against the same deadline.
-        match producer
-            .send(record, Timeout::After(self.options.delivery_timeout))
-            .await
-        {
+        // Waiting for room in a full local queue counts against the same deadline. librdkafka
+        // bounds the delivery itself (`message.timeout.ms`); the request's deadline bounds
+        // the wait in case it is the shorter of the two.
+        let remaining = deadline.remaining();
+        let sent = producer.send(record, Timeout::After(remaining));
+        let Ok(delivered) = tokio::time::timeout(remaining, sent).await else {
+            return Err(StreamError::Unavailable(cause(AttemptTimedOut(remaining))));
+        };
+        match delivered {
             Ok(_delivery) => Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
                 // Refused by the producer's or the broker's `message.max.bytes`: final.
@@ -247,36 +262,45 @@ impl KafkaStream {
 
 #[async_trait]
 impl EventStream for KafkaStream {
-    async fn publish(&self, event: &Envelope) -> Result<(), StreamError> {
-        self.deliver(event).await
+    async fn publish(&self, event: &Envelope, deadline: Deadline) -> Result<(), StreamError> {
+        self.deliver(event, deadline).await
     }
 
     /// Enqueues every record before awaiting any delivery report, so librdkafka sends them
     /// in as few produce requests as it can; each result is that record's own report.
-    async fn publish_batch(&self, events: &[Envelope]) -> Vec<Result<(), StreamError>> {
+    async fn publish_batch(
+        &self,
+        events: &[Envelope],
+        deadline: Deadline,
+    ) -> Vec<Result<(), StreamError>> {
         // join_all polls every future once, in order, before waiting: that first poll
         // enqueues each record, so they are all queued together and in input order.
-        futures::future::join_all(events.iter().map(|event| self.deliver(event))).await
+        futures::future::join_all(events.iter().map(|event| self.deliver(event, deadline))).await
     }
 
     /// Creates the pair's topic; a topic that already exists is success.
-    async fn prepare(&self, client: &ClientId, event: &EventName) -> Result<(), StreamError> {
+    async fn prepare(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        deadline: Deadline,
+    ) -> Result<(), StreamError> {
         let topic = topic_name(client, event);
         let new_topic = NewTopic::new(
             &topic,
             self.options.partitions,
             TopicReplication::Fixed(self.options.replication_factor),
         );
-        let deadline = self.options.request_timeout;
+        let timeout = self.options.request_timeout.min(deadline.remaining());
         let admin_options = AdminOptions::new()
-            .request_timeout(Some(deadline))
-            .operation_timeout(Some(deadline));
+            .request_timeout(Some(timeout))
+            .operation_timeout(Some(timeout));
         let results = tokio::time::timeout(
-            deadline + Duration::from_secs(1),
+            deadline.remaining(),
             self.admin.create_topics([&new_topic], &admin_options),
         )
         .await
-        .map_err(|_| StreamError::Unavailable(cause(TimedOut(deadline))))?
+        .map_err(|_| StreamError::Unavailable(cause(TimedOut(timeout))))?
         .map_err(unavailable)?;
         for result in results {
             match result {
@@ -307,23 +331,8 @@ impl EventStream for KafkaStream {
 }
 
 /// The read side: a fresh consumer for each subscription.
-#[derive(Debug, Clone)]
-pub struct KafkaSource {
-    brokers: String,
-    options: KafkaOptions,
-}
-
-impl KafkaSource {
-    pub fn new(brokers: &str, options: KafkaOptions) -> Self {
-        Self {
-            brokers: brokers.to_owned(),
-            options,
-        }
-    }
-}
-
 #[async_trait]
-impl EventSource for KafkaSource {
+impl EventSource for KafkaStream {
     async fn subscribe(
         &self,
         client: &ClientId,

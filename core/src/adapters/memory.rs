@@ -1,21 +1,24 @@
 //! In-memory adapters: for unit tests of the core and for `memory:` load runs.
 //! Nothing survives the process, and only the process itself can subscribe.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use crate::domain::{ClientId, EventName, SchemaVersion};
 use crate::envelope::{CloudEvent, Envelope};
+use crate::error::cause;
 use crate::ports::{
     EventSource, EventStream, Insert, RegisteredEvent, RegisteredSchema, SchemaStore, StartAt,
-    StoreError, StreamError, Subscription, cause,
+    StoreError, StreamError, Subscription,
 };
+use crate::retry::Deadline;
 
 /// The error a switched-off memory adapter reports, to exercise 503 paths in tests.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,7 @@ impl SchemaStore for MemorySchemaStore {
         client: &ClientId,
         event: &EventName,
         schema: &Value,
+        _deadline: Deadline,
     ) -> Result<Insert, StoreError> {
         self.check()?;
         let mut schemas = self.schemas.write().unwrap_or_else(|e| e.into_inner());
@@ -75,13 +79,18 @@ impl SchemaStore for MemorySchemaStore {
         &self,
         client: &ClientId,
         event: &EventName,
+        _deadline: Deadline,
     ) -> Result<Option<RegisteredSchema>, StoreError> {
         self.check()?;
         let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
         Ok(schemas.get(&(client.clone(), event.clone())).cloned())
     }
 
-    async fn list(&self, client: &ClientId) -> Result<Vec<RegisteredEvent>, StoreError> {
+    async fn list(
+        &self,
+        client: &ClientId,
+        _deadline: Deadline,
+    ) -> Result<Vec<RegisteredEvent>, StoreError> {
         self.check()?;
         let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
         // The map is ordered by (client, event): this client's pairs come sorted by event.
@@ -97,13 +106,42 @@ impl SchemaStore for MemorySchemaStore {
     }
 }
 
+/// Events kept per pair: the newest ones, so that `serve` on `memory:` runs for days in
+/// bounded memory. Older events are dropped (a subscriber that fell that far behind skips them).
+pub const MAX_EVENTS_PER_PAIR: usize = 10_000;
+
+/// One pair's retained events; `first` is the offset of the oldest one kept.
+#[derive(Default)]
+struct PairLog {
+    first: usize,
+    events: VecDeque<CloudEvent<Box<RawValue>>>,
+}
+
+impl PairLog {
+    fn end(&self) -> usize {
+        self.first + self.events.len()
+    }
+
+    /// The events from offset `next` on (or from the oldest kept), parsed for a reader.
+    fn read_from(&self, next: usize) -> Vec<CloudEvent> {
+        let skip = next.saturating_sub(self.first);
+        self.events
+            .iter()
+            .skip(skip)
+            // Written by `publish` from data serialized by serde_json: always parses.
+            .filter_map(|event| event.parsed().ok())
+            .collect()
+    }
+}
+
 #[derive(Default)]
 struct Log {
-    events: Mutex<HashMap<(ClientId, EventName), Vec<CloudEvent>>>,
+    pairs: Mutex<HashMap<(ClientId, EventName), PairLog>>,
     appended: Notify,
 }
 
-/// An in-process event log per pair; also its own [`EventSource`].
+/// An in-process event log per pair (bounded by [`MAX_EVENTS_PER_PAIR`]); also its own
+/// [`EventSource`].
 #[derive(Default, Clone)]
 pub struct MemoryEventStream {
     log: Arc<Log>,
@@ -120,28 +158,37 @@ impl MemoryEventStream {
         self.down.store(down, Ordering::SeqCst);
     }
 
-    /// Everything published for the pair so far, in order.
+    /// Every retained event of the pair, in order.
     pub fn events(&self, client: &ClientId, event: &EventName) -> Vec<CloudEvent> {
-        let events = self.log.events.lock().unwrap_or_else(|e| e.into_inner());
-        events
-            .get(&(client.clone(), event.clone()))
-            .cloned()
-            .unwrap_or_default()
+        self.read(&(client.clone(), event.clone()), 0).0
+    }
+
+    /// The pair's events from offset `next` on, and the offset after the last one.
+    fn read(&self, key: &(ClientId, EventName), next: usize) -> (Vec<CloudEvent>, usize) {
+        let pairs = self.log.pairs.lock().unwrap_or_else(|e| e.into_inner());
+        match pairs.get(key) {
+            Some(log) => (log.read_from(next), log.end()),
+            None => (Vec::new(), 0),
+        }
     }
 }
 
 #[async_trait]
 impl EventStream for MemoryEventStream {
-    async fn publish(&self, event: &Envelope) -> Result<(), StreamError> {
+    async fn publish(&self, event: &Envelope, _deadline: Deadline) -> Result<(), StreamError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(StreamError::Unavailable(cause(SwitchedOff)));
         }
         {
-            let mut events = self.log.events.lock().unwrap_or_else(|e| e.into_inner());
-            events
+            let mut pairs = self.log.pairs.lock().unwrap_or_else(|e| e.into_inner());
+            let log = pairs
                 .entry((event.client.clone(), event.event.clone()))
-                .or_default()
-                .push(event.cloud_event.clone());
+                .or_default();
+            if log.events.len() == MAX_EVENTS_PER_PAIR {
+                log.events.pop_front();
+                log.first += 1;
+            }
+            log.events.push_back(event.cloud_event.clone());
         }
         self.log.appended.notify_waiters();
         Ok(())
@@ -156,13 +203,14 @@ impl EventSource for MemoryEventStream {
         event: &EventName,
         start: StartAt,
     ) -> Result<Box<dyn Subscription>, StreamError> {
+        let key = (client.clone(), event.clone());
         let next = match start {
             StartAt::Beginning => 0,
-            StartAt::End => self.events(client, event).len(),
+            StartAt::End => self.read(&key, usize::MAX).1,
         };
         Ok(Box::new(MemorySubscription {
             stream: self.clone(),
-            key: (client.clone(), event.clone()),
+            key,
             next,
         }))
     }
@@ -176,17 +224,8 @@ struct MemorySubscription {
 
 impl MemorySubscription {
     fn take_new(&mut self) -> Vec<CloudEvent> {
-        let events = self
-            .stream
-            .log
-            .events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let new: Vec<CloudEvent> = events
-            .get(&self.key)
-            .map(|all| all.get(self.next..).unwrap_or_default().to_vec())
-            .unwrap_or_default();
-        self.next += new.len();
+        let (new, end) = self.stream.read(&self.key, self.next);
+        self.next = end;
         new
     }
 }
@@ -203,5 +242,38 @@ impl Subscription for MemorySubscription {
         }
         let _ = tokio::time::timeout(Duration::from_millis(500), appended).await;
         Ok(self.take_new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_stream_keeps_only_the_newest_events_of_a_pair() {
+        let stream = MemoryEventStream::new();
+        let (client, event) = (
+            ClientId::parse("a").unwrap(),
+            EventName::parse("b").unwrap(),
+        );
+        let deadline = Deadline::after(Duration::from_secs(5));
+        let mut subscription = stream
+            .subscribe(&client, &event, StartAt::Beginning)
+            .await
+            .unwrap();
+        for i in 0..MAX_EVENTS_PER_PAIR + 5 {
+            let envelope = Envelope::new(&client, &event, SchemaVersion::FIRST, &json!(i)).unwrap();
+            stream.publish(&envelope, deadline).await.unwrap();
+        }
+
+        let kept = stream.events(&client, &event);
+        assert_eq!(kept.len(), MAX_EVENTS_PER_PAIR);
+        assert_eq!(kept[0].data, json!(5));
+        // A subscriber that fell behind resumes at the oldest event kept, without gaps after it.
+        let read = subscription.next_batch().await.unwrap();
+        assert_eq!(read.len(), MAX_EVENTS_PER_PAIR);
+        assert_eq!(read[0].data, json!(5));
     }
 }

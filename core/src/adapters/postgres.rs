@@ -8,8 +8,8 @@
 //! restarted, is replaced by a fresh connection on the next request without intervention.
 //!
 //! Every statement is parameterized. Transient failures (a dropped connection, a server
-//! shutting down, no connection within the pool's timeout) are retried with jittered backoff a
-//! bounded number of times, each attempt under a deadline; then the call fails with
+//! shutting down, a serialization conflict) are retried by the one retry policy (`retry`)
+//! until the request's deadline, each attempt cut off by it; then the call fails with
 //! [`StoreError::Unavailable`], which the HTTP layer turns into `503` with `Retry-After`.
 //!
 //! Migrations are SQL files embedded in the binary and applied in order, each once, under an
@@ -21,15 +21,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
-use rand::Rng;
 use serde_json::Value;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use crate::domain::{ClientId, EventName, SchemaVersion};
-use crate::ports::{
-    Cause, ErrorChain, Insert, RegisteredEvent, RegisteredSchema, SchemaStore, StoreError, cause,
-};
+use crate::error::cause;
+use crate::ports::{Insert, RegisteredEvent, RegisteredSchema, SchemaStore, StoreError};
+use crate::retry::{Deadline, Failure, RetryError, RetryPolicy, retry};
 
 /// The migrations, in order. A migration is never edited once released: add a new one.
 const MIGRATIONS: &[Migration] = &[Migration {
@@ -45,11 +44,9 @@ const MIGRATION_LOCK: i64 = 0x6576_656e_7470_726f; // "eventpro"
 const POOL_SIZE: usize = 16;
 /// How long a request waits for a pooled connection, or for a new one to be established.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one statement (one attempt) may take.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Attempts per call for transient failures, and the first backoff between them.
-const ATTEMPTS: u32 = 3;
-const BACKOFF: Duration = Duration::from_millis(50);
+/// How long migrations may take at start-up (`setup`, `open`): they hold an advisory lock
+/// other gateways may be waiting on.
+const MIGRATION_DEADLINE: Duration = Duration::from_secs(60);
 
 struct Migration {
     version: i32,
@@ -68,48 +65,59 @@ pub enum OpenError {
     Migrate(#[source] StoreError),
 }
 
-/// A statement that did not answer within [`QUERY_TIMEOUT`].
-#[derive(Debug, thiserror::Error)]
-#[error("PostgreSQL did not answer within {0:?}")]
-struct QueryTimedOut(Duration);
-
 /// A row this code did not write correctly (hand-edited table, other tool).
 #[derive(Debug, thiserror::Error)]
 #[error("unreadable row in PostgreSQL table event_schemas: {0}")]
 struct CorruptRow(String);
 
-/// One failed attempt, classified.
-enum Failure {
-    /// Worth another attempt on another connection.
-    Transient(Cause),
-    /// Retrying cannot help (e.g. a constraint this code did not expect).
-    Permanent(Cause),
-    /// The data read back is unreadable.
-    Corrupt(Cause),
+/// One failed attempt.
+#[derive(Debug, thiserror::Error)]
+enum PgError {
+    #[error(transparent)]
+    Db(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Corrupt(#[from] CorruptRow),
 }
 
-impl From<tokio_postgres::Error> for Failure {
-    fn from(error: tokio_postgres::Error) -> Self {
-        if is_transient(&error) {
-            Failure::Transient(cause(error))
+impl PgError {
+    /// Whether another attempt, on another connection, may succeed.
+    fn classify(self) -> Failure<PgError> {
+        let transient = match &self {
+            PgError::Db(e) => is_transient(e),
+            // A connection could not be established: unless the server refused it for good
+            // (e.g. a wrong password), it may be restarting. A pool timeout already waited.
+            PgError::Pool(PoolError::Backend(e)) => e.code().is_none() || is_transient(e),
+            PgError::Pool(_) | PgError::Corrupt(_) => false,
+        };
+        if transient {
+            Failure::Transient(self)
         } else {
-            Failure::Permanent(cause(error))
+            Failure::Permanent(self)
         }
     }
 }
 
-impl From<PoolError> for Failure {
-    fn from(error: PoolError) -> Self {
-        match error {
-            // A connection could not be established: unless the server refused it for good
-            // (e.g. a wrong password), it may be restarting.
-            PoolError::Backend(e) if e.code().is_none() || is_transient(&e) => {
-                Failure::Transient(cause(e))
+/// Lets `?` classify a failure inside an attempt.
+macro_rules! classify_on_question_mark {
+    ($($error:ty),*) => {$(
+        impl From<$error> for Failure<PgError> {
+            fn from(error: $error) -> Self {
+                PgError::from(error).classify()
             }
-            PoolError::Backend(e) => Failure::Permanent(cause(e)),
-            // The pool already waited its full timeout; another attempt would only wait again.
-            other => Failure::Permanent(cause(other)),
         }
+    )*};
+}
+classify_on_question_mark!(tokio_postgres::Error, PoolError, CorruptRow);
+
+fn store_error(error: RetryError<PgError>) -> StoreError {
+    match error {
+        RetryError::Permanent(PgError::Corrupt(_)) => {
+            tracing::error!(error = %crate::error::ErrorChain(&error), "unreadable PostgreSQL row");
+            StoreError::Corrupt(cause(error))
+        }
+        error => StoreError::Unavailable(cause(error)),
     }
 }
 
@@ -150,6 +158,7 @@ fn is_transient(error: &tokio_postgres::Error) -> bool {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -161,43 +170,47 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-impl PostgresStore {
-    /// Opens a pool on `url` (`postgres://user[:password]@host[:port]/database[?...]`) and
-    /// applies any pending migration. Fails if the server cannot be reached now.
-    pub async fn connect(url: &str) -> Result<Self, OpenError> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(OpenError::Url)?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("event-processor");
-        }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                // Check a pooled connection before lending it again, so a terminated backend
-                // is replaced instead of failing the next request.
-                recycling_method: RecyclingMethod::Verified,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(CONNECT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .recycle_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(OpenError::Pool)?;
-        let store = Self { pool };
-        store.migrate().await.map_err(OpenError::Migrate)?;
-        Ok(store)
+/// Opens a pool on `url` (`postgres://user[:password]@host[:port]/database[?...]`) and
+/// applies any pending migration. Fails if the server cannot be reached now.
+pub async fn open(url: &str) -> Result<PostgresStore, OpenError> {
+    let mut config = tokio_postgres::Config::from_str(url).map_err(OpenError::Url)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
     }
+    if config.get_application_name().is_none() {
+        config.application_name("event-processor");
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            // Check a pooled connection before lending it again, so a terminated backend
+            // is replaced instead of failing the next request.
+            recycling_method: RecyclingMethod::Verified,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(OpenError::Pool)?;
+    let store = PostgresStore {
+        pool,
+        retry: RetryPolicy::default(),
+    };
+    store.migrate().await.map_err(OpenError::Migrate)?;
+    Ok(store)
+}
 
+impl PostgresStore {
     /// Applies, in order and each once, the migrations this database has not seen yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.attempt(|pool| async move {
-            let mut client = pool.get().await?;
+        let deadline = Deadline::after(MIGRATION_DEADLINE);
+        retry(self.retry, deadline, move || async move {
+            let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
                 .await?;
@@ -235,57 +248,23 @@ impl PostgresStore {
             Ok(())
         })
         .await
-    }
-
-    /// Runs `f` with bounded retries of transient failures, each attempt under
-    /// [`QUERY_TIMEOUT`]. `f` must be safe to repeat (every statement here is).
-    async fn attempt<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
-    where
-        F: Fn(Pool) -> Fut,
-        Fut: Future<Output = Result<T, Failure>>,
-    {
-        let mut backoff = BACKOFF;
-        let mut attempt = 1;
-        loop {
-            let failure = match tokio::time::timeout(QUERY_TIMEOUT, f(self.pool.clone())).await {
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(failure)) => failure,
-                Err(_) => Failure::Transient(cause(QueryTimedOut(QUERY_TIMEOUT))),
-            };
-            match failure {
-                Failure::Transient(error) if attempt < ATTEMPTS => {
-                    tracing::warn!(error = %ErrorChain(error.as_ref()), attempt, "PostgreSQL call failed; retrying");
-                    let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64);
-                    tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
-                    backoff *= 2;
-                    attempt += 1;
-                }
-                Failure::Transient(error) | Failure::Permanent(error) => {
-                    tracing::error!(error = %ErrorChain(error.as_ref()), attempt, "PostgreSQL call failed");
-                    return Err(StoreError::Unavailable(error));
-                }
-                Failure::Corrupt(error) => {
-                    tracing::error!(error = %ErrorChain(error.as_ref()), "unreadable PostgreSQL row");
-                    return Err(StoreError::Corrupt(error));
-                }
-            }
-        }
+        .map_err(store_error)
     }
 }
 
-fn corrupt(detail: impl std::fmt::Display) -> Failure {
-    Failure::Corrupt(cause(CorruptRow(detail.to_string())))
+fn corrupt(detail: impl std::fmt::Display) -> CorruptRow {
+    CorruptRow(detail.to_string())
 }
 
 /// A column of a row this code wrote; a value of another type is a corrupt row.
 fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
     row: &'a tokio_postgres::Row,
     index: usize,
-) -> Result<T, Failure> {
+) -> Result<T, CorruptRow> {
     row.try_get(index).map_err(corrupt)
 }
 
-fn version_of(raw: i32) -> Result<SchemaVersion, Failure> {
+fn version_of(raw: i32) -> Result<SchemaVersion, CorruptRow> {
     u32::try_from(raw)
         .ok()
         .and_then(SchemaVersion::new)
@@ -296,7 +275,7 @@ async fn latest_schema(
     pool: &Pool,
     client: &ClientId,
     event: &EventName,
-) -> Result<Option<RegisteredSchema>, Failure> {
+) -> Result<Option<RegisteredSchema>, Failure<PgError>> {
     let conn = pool.get().await?;
     let statement = conn
         .prepare_cached(
@@ -330,52 +309,57 @@ impl SchemaStore for PostgresStore {
         client: &ClientId,
         event: &EventName,
         schema: &Value,
+        deadline: Deadline,
     ) -> Result<Insert, StoreError> {
-        let text = schema.to_string();
-        self.attempt(|pool| {
-            let text = text.as_str();
-            async move {
-                let conn = pool.get().await?;
-                let statement = conn
-                    .prepare_cached(
-                        "INSERT INTO event_schemas (client, event, version, schema, schema_text)
-                         VALUES ($1, $2, 1, $3::text::jsonb, $3::text)
-                         ON CONFLICT (client, event, version) DO NOTHING
-                         RETURNING version",
-                    )
-                    .await?;
-                let inserted = conn
-                    .query_opt(&statement, &[&client.as_str(), &event.as_str(), &text])
-                    .await?;
-                drop(conn);
-                if let Some(row) = inserted {
-                    return Ok(Insert::Inserted(version_of(column(&row, 0)?)?));
-                }
-                // A retry after a lost reply can land here and read back its own row: the
-                // caller then sees an identical existing schema, which is what happened.
-                match latest_schema(&pool, client, event).await? {
-                    Some(existing) => Ok(Insert::Existing(existing)),
-                    None => Err(corrupt(
-                        "a conflicting row vanished before it could be read",
-                    )),
-                }
+        let text = &schema.to_string();
+        retry(self.retry, deadline, move || async move {
+            let conn = self.pool.get().await?;
+            let statement = conn
+                .prepare_cached(
+                    "INSERT INTO event_schemas (client, event, version, schema, schema_text)
+                     VALUES ($1, $2, 1, $3::text::jsonb, $3::text)
+                     ON CONFLICT (client, event, version) DO NOTHING
+                     RETURNING version",
+                )
+                .await?;
+            let inserted = conn
+                .query_opt(&statement, &[&client.as_str(), &event.as_str(), text])
+                .await?;
+            drop(conn);
+            if let Some(row) = inserted {
+                return Ok(Insert::Inserted(version_of(column(&row, 0)?)?));
+            }
+            // A retry after a lost reply can land here and read back its own row: the
+            // caller then sees an identical existing schema, which is what happened.
+            match latest_schema(&self.pool, client, event).await? {
+                Some(existing) => Ok(Insert::Existing(existing)),
+                None => Err(corrupt("a conflicting row vanished before it could be read").into()),
             }
         })
         .await
+        .map_err(store_error)
     }
 
     async fn get(
         &self,
         client: &ClientId,
         event: &EventName,
+        deadline: Deadline,
     ) -> Result<Option<RegisteredSchema>, StoreError> {
-        self.attempt(|pool| async move { latest_schema(&pool, client, event).await })
-            .await
+        retry(self.retry, deadline, move || async move {
+            latest_schema(&self.pool, client, event).await
+        })
+        .await
+        .map_err(store_error)
     }
 
-    async fn list(&self, client: &ClientId) -> Result<Vec<RegisteredEvent>, StoreError> {
-        self.attempt(|pool| async move {
-            let conn = pool.get().await?;
+    async fn list(
+        &self,
+        client: &ClientId,
+        deadline: Deadline,
+    ) -> Result<Vec<RegisteredEvent>, StoreError> {
+        retry(self.retry, deadline, move || async move {
+            let conn = self.pool.get().await?;
             let statement = conn
                 .prepare_cached(
                     "SELECT event, max(version) FROM event_schemas
@@ -383,7 +367,8 @@ impl SchemaStore for PostgresStore {
                 )
                 .await?;
             let rows = conn.query(&statement, &[&client.as_str()]).await?;
-            rows.iter()
+            let events: Result<Vec<RegisteredEvent>, CorruptRow> = rows
+                .iter()
                 .map(|row| {
                     let event: &str = column(row, 0)?;
                     Ok(RegisteredEvent {
@@ -392,9 +377,11 @@ impl SchemaStore for PostgresStore {
                         version: version_of(column(row, 1)?)?,
                     })
                 })
-                .collect()
+                .collect();
+            Ok(events?)
         })
         .await
+        .map_err(store_error)
     }
 
     /// Applies pending migrations (already done on open; repeating is a no-op).

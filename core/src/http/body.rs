@@ -29,14 +29,14 @@ impl Default for Limits {
 
 /// The two accepted encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
+pub(crate) enum Encoding {
     Json,
     Form,
 }
 
 /// Reads the Content-Type; anything but JSON or form encoding (or a charset other than
 /// UTF-8) is a 415. A missing Content-Type is a 415 too: guessing would hide client bugs.
-pub fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+pub(crate) fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     let raw = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -56,7 +56,7 @@ pub fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
 
 /// Reads at most `limit` bytes: a declared Content-Length over the limit is refused before
 /// reading, and a streamed body is cut off as soon as it passes the limit.
-pub async fn read_limited(
+pub(crate) async fn read_limited(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
@@ -80,22 +80,9 @@ pub async fn read_limited(
     }
 }
 
-/// The JSON document a request carries, checked in the order a client can fix things:
-/// Content-Type (415), size (413), then parsing (400). The whole body for JSON, or the form
-/// field `field` holding JSON text; `what` names the document in error messages.
-pub async fn document(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-    field: &'static str,
-    what: &'static str,
-) -> Result<Value, ApiError> {
-    let encoding = encoding(headers)?;
-    let bytes = read_limited(headers, body, limit).await?;
-    json_document(encoding, &bytes, field, what)
-}
-
-fn json_document(
+/// The JSON document in `bytes`: the whole body for JSON, or the form field `field` holding
+/// JSON text; `what` names the document in error messages.
+pub(crate) fn json_document(
     encoding: Encoding,
     bytes: &[u8],
     field: &'static str,
@@ -111,7 +98,7 @@ fn json_document(
 }
 
 /// Parses JSON; serde_json bounds nesting depth (128) so hostile nesting cannot overflow.
-pub fn parse_json(bytes: &[u8], what: &'static str) -> Result<Value, ApiError> {
+pub(crate) fn parse_json(bytes: &[u8], what: &'static str) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|source| ApiError::InvalidJson { what, source })
 }
 

@@ -2,13 +2,12 @@
 //! Server-side failures are logged here with their full source chain and answered with a
 //! generic message: no SDK, SQL or file-system text ever reaches a client.
 
-use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
+use super::response::{Code, FailureDetails, Reply};
 use crate::domain::NameError;
-pub use crate::ports::ErrorChain;
+use crate::error::ErrorChain;
 use crate::ports::StreamError;
 use crate::processor::ProcessError;
 use crate::schema::{SchemaError, ValidationIssue};
@@ -55,16 +54,6 @@ pub enum ApiError {
     Process(#[from] ProcessError),
 }
 
-/// The JSON body of every failure.
-#[derive(Serialize)]
-struct FailureBody<'a> {
-    code: &'static str,
-    msg: String,
-    error: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a [ValidationIssue]>,
-}
-
 impl ApiError {
     /// Status code and stable machine-readable error identifier.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -99,6 +88,9 @@ impl ApiError {
             ApiError::Process(P::Stream(StreamError::TooLarge { .. })) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
+            ApiError::Process(P::Stream(StreamError::Encode(_)) | P::Encode(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+            }
             ApiError::Process(P::Store(_) | P::Stream(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
             }
@@ -108,6 +100,9 @@ impl ApiError {
     /// The sentence shown to the client. Server-side failures get a fixed sentence; their
     /// detail goes to the log only.
     fn client_message(&self) -> String {
+        if self.status_and_code().0 == StatusCode::INTERNAL_SERVER_ERROR {
+            return "internal error".to_owned();
+        }
         match self {
             ApiError::Process(ProcessError::Store(_)) => {
                 "the schema store is unavailable; nothing was changed, retry later".to_owned()
@@ -119,8 +114,10 @@ impl ApiError {
                 "the event stream is unavailable; the event was not published, retry later"
                     .to_owned()
             }
-            ApiError::Process(ProcessError::InvalidSchema(SchemaError::Uncompilable(detail))) => {
-                format!("the schema cannot be compiled: {detail}")
+            // The compiler's own sentence says which reference does not resolve, and names
+            // nothing of the gateway's.
+            ApiError::Process(ProcessError::InvalidSchema(SchemaError::Uncompilable(source))) => {
+                format!("the schema cannot be compiled: {source}")
             }
             ApiError::Process(ProcessError::InvalidSchema(e)) => e.to_string(),
             other => other.to_string(),
@@ -149,13 +146,15 @@ impl IntoResponse for ApiError {
             tracing::info!(error = %self, status = status.as_u16(), "request rejected");
         }
         let issues = self.issues();
-        let body = FailureBody {
-            code: "FAILED",
-            msg: self.client_message(),
-            error: code,
-            errors: issues.as_deref(),
-        };
-        let mut response = (status, Json(body)).into_response();
+        let mut response = Reply {
+            code: Code::Failed,
+            msg: self.client_message().into(),
+            error: Some(code),
+            body: FailureDetails {
+                errors: issues.as_deref(),
+            },
+        }
+        .with_status(status);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

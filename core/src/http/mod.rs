@@ -1,273 +1,219 @@
 //! The one HTTP layer: an axum `Router` implementing API.md over the [`Processor`].
 //!
 //! `event-processor serve` and every Lambda function mount this same router, so the paths,
-//! limits, status codes and error bodies are identical in every runtime.
+//! limits, status codes and error bodies are identical in every runtime. Handlers are thin:
+//! extractors ([`extract`]) validate names and bodies and decide the request's deadline, the
+//! processor does the work, typed bodies ([`response`]) and [`ApiError`] make the answer.
 
 mod body;
 mod error;
+mod extract;
+mod response;
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, Request, StatusCode, Uri, header};
+use axum::response::Response;
 use axum::routing::{get, post};
-use serde_json::{Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use tracing::{Span, field};
 
-pub use body::{Encoding, Limits};
-pub use error::{ApiError, ErrorChain, RETRY_AFTER_SECS};
+pub use body::Limits;
+pub use error::{ApiError, RETRY_AFTER_SECS};
+pub use extract::{INVOCATION_MARGIN, InvocationDeadline, MAX_BATCH_ITEMS};
 
-use crate::domain::{ClientId, EventName};
-use crate::processor::{ItemOutcome, Processor, Registered};
+use crate::processor::{BatchVerdict, Processor, Registered};
+use extract::{Batch, Client, Document, EventDocument, Pair, RequestDeadline, SchemaDocument};
+use response::Reply;
+
+/// How long a request may take when nothing shorter is imposed (a Lambda invocation imposes
+/// its own remaining time): every retry of every backend call of the request fits in it.
+pub const REQUEST_BUDGET: Duration = Duration::from_secs(10);
 
 /// Shared state of every handler.
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     processor: Processor,
     limits: Limits,
+    request_budget: Duration,
 }
 
-/// The whole API of API.md with the default limits.
-pub fn router(processor: Processor) -> Router {
-    router_with_limits(processor, Limits::default())
+/// The HTTP API over a processor, with its settings.
+pub struct Api {
+    state: AppState,
 }
 
-/// The whole API with explicit body limits.
-pub fn router_with_limits(processor: Processor, limits: Limits) -> Router {
-    Router::new()
-        .route("/{client}/{event}/register_event", post(register_event))
-        .route("/{client}/{event}/send_event", post(send_event))
-        .route("/{client}/{event}/send_events", post(send_events))
-        .route("/{client}/{event}/schema", get(get_schema))
-        .route("/{client}/list_events", get(list_events))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(AppState { processor, limits })
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request<Body>| {
-                    let request_id = request
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
-                    tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                        request_id,
-                        client = field::Empty,
-                        event = field::Empty,
-                    )
-                })
-                .on_response(|response: &Response, latency: Duration, _span: &Span| {
-                    tracing::info!(status = response.status().as_u16(), ?latency, "response");
-                }),
-        )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-}
-
-/// Validates the `{client}` and `{event}` path segments and records them on the request span.
-fn pair(
-    path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<(ClientId, EventName), ApiError> {
-    let Path((client, event)) = path.map_err(|_| ApiError::InvalidPath)?;
-    let client = ClientId::parse(&client).map_err(|source| ApiError::InvalidName {
-        segment: "client",
-        source,
-    })?;
-    let event = EventName::parse(&event).map_err(|source| ApiError::InvalidName {
-        segment: "event",
-        source,
-    })?;
-    Span::current().record("client", client.as_str());
-    Span::current().record("event", event.as_str());
-    Ok((client, event))
-}
-
-fn succeeded(status: StatusCode, msg: &str, mut fields: Value) -> Response {
-    if let Value::Object(map) = &mut fields {
-        map.insert("code".into(), "SUCCEEDED".into());
-        map.insert("msg".into(), msg.into());
+impl Api {
+    /// The API with API.md's default limits and [`REQUEST_BUDGET`].
+    pub fn new(processor: Processor) -> Self {
+        Self {
+            state: AppState {
+                processor,
+                limits: Limits::default(),
+                request_budget: REQUEST_BUDGET,
+            },
+        }
     }
-    (status, Json(fields)).into_response()
+
+    /// Gives each request `budget` instead of [`REQUEST_BUDGET`] (tests of retry deadlines).
+    pub fn request_budget(mut self, budget: Duration) -> Self {
+        self.state.request_budget = budget;
+        self
+    }
+
+    /// The whole API of API.md.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/{client}/{event}/register_event", post(register_event))
+            .route("/{client}/{event}/send_event", post(send_event))
+            .route("/{client}/{event}/send_events", post(send_events))
+            .route("/{client}/{event}/schema", get(get_schema))
+            .route("/{client}/list_events", get(list_events))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(self.state)
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &Request<Body>| {
+                        let request_id = request
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        tracing::info_span!(
+                            "request",
+                            method = %request.method(),
+                            path = %request.uri().path(),
+                            request_id,
+                            client = field::Empty,
+                            event = field::Empty,
+                        )
+                    })
+                    .on_response(|response: &Response, latency: Duration, _span: &Span| {
+                        tracing::info!(status = response.status().as_u16(), ?latency, "response");
+                    }),
+            )
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    }
 }
 
 async fn register_event(
     State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
+    Pair { client, event }: Pair,
+    RequestDeadline(deadline): RequestDeadline,
+    Document(schema, _): Document<SchemaDocument>,
 ) -> Result<Response, ApiError> {
-    let (client, event) = pair(path)?;
-    let schema = body::document(
-        &headers,
-        body,
-        state.limits.schema,
-        "event_schema",
-        "the schema",
-    )
-    .await?;
     let registered = state
         .processor
-        .register_event(&client, &event, schema)
+        .register_event(&client, &event, schema, deadline)
         .await?;
     let status = match registered {
         Registered::Created(_) => StatusCode::CREATED,
         Registered::Unchanged(_) => StatusCode::OK,
     };
-    Ok(succeeded(
-        status,
-        "event registered",
-        json!({"client": client, "event": event, "version": registered.version()}),
-    ))
+    let body = response::Registration {
+        client: &client,
+        event: &event,
+        version: registered.version(),
+    };
+    Ok(Reply::succeeded("event registered", body).with_status(status))
 }
 
 async fn send_event(
     State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
+    Pair { client, event }: Pair,
+    RequestDeadline(deadline): RequestDeadline,
+    Document(data, _): Document<EventDocument>,
 ) -> Result<Response, ApiError> {
-    let (client, event) = pair(path)?;
-    let data = body::document(&headers, body, state.limits.event, "event", "the event").await?;
-    let id = state.processor.receive_event(&client, &event, data).await?;
-    Ok(succeeded(StatusCode::OK, "event sent", json!({"id": id})))
+    let id = state
+        .processor
+        .receive_event(&client, &event, data, deadline)
+        .await?;
+    Ok(Reply::succeeded("event sent", response::Sent { id }).with_status(StatusCode::OK))
 }
-
-/// Most events one batch may carry (one Kinesis `PutRecords` call).
-pub const MAX_BATCH_ITEMS: usize = 500;
 
 async fn send_events(
     State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
+    Pair { client, event }: Pair,
+    RequestDeadline(deadline): RequestDeadline,
+    Batch(items): Batch,
 ) -> Result<Response, ApiError> {
-    let (client, event) = pair(path)?;
-    // A batch is a JSON array; the form encoding of the original clients carries one event.
-    if body::encoding(&headers)? != Encoding::Json {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let bytes = body::read_limited(&headers, body, state.limits.batch).await?;
-    let Value::Array(items) = body::parse_json(&bytes, "the batch")? else {
-        return Err(ApiError::InvalidBatch {
-            max: MAX_BATCH_ITEMS,
-        });
-    };
-    if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
-        return Err(ApiError::InvalidBatch {
-            max: MAX_BATCH_ITEMS,
-        });
-    }
-    let outcomes = state
+    let report = state
         .processor
-        .receive_events(&client, &event, items)
+        .receive_events(&client, &event, items, deadline)
         .await?;
-    Ok(batch_response(&outcomes))
-}
-
-/// 200 all accepted, 207 some, 422 none valid, 503 none accepted because the stream is down.
-fn batch_response(outcomes: &[ItemOutcome]) -> Response {
-    let accepted = outcomes
-        .iter()
-        .filter(|o| matches!(o, ItemOutcome::Accepted(_)))
-        .count();
-    let invalid = outcomes
-        .iter()
-        .filter(|o| matches!(o, ItemOutcome::Invalid(_) | ItemOutcome::TooLarge))
-        .count();
-    let unavailable = outcomes.len() - accepted - invalid;
-    let results: Vec<Value> = outcomes
-        .iter()
-        .enumerate()
-        .map(|(index, outcome)| match outcome {
-            ItemOutcome::Accepted(id) => json!({"index": index, "status": 200, "id": id}),
-            ItemOutcome::Invalid(errors) => {
-                json!({"index": index, "status": 422, "errors": errors})
-            }
-            ItemOutcome::Unavailable => json!({"index": index, "status": 503}),
-            ItemOutcome::TooLarge => json!({"index": index, "status": 413}),
-        })
-        .collect();
-    let (status, error, msg) = if accepted == outcomes.len() {
-        (StatusCode::OK, None, "all events sent")
-    } else if accepted > 0 {
-        (
+    let (status, error, msg) = match report.verdict {
+        BatchVerdict::AllAccepted => (StatusCode::OK, None, "all events sent"),
+        BatchVerdict::SomeAccepted => (
             StatusCode::MULTI_STATUS,
             Some("partially_accepted"),
             "some events were not sent; see results",
-        )
-    } else if unavailable > 0 {
-        (
+        ),
+        BatchVerdict::Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             Some("service_unavailable"),
             "the event stream is unavailable; no event was published, retry later",
-        )
-    } else {
-        (
+        ),
+        BatchVerdict::NoneValid => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("validation_failed"),
             "no event satisfies the registered schema",
-        )
+        ),
     };
-    let mut body = json!({
-        "code": if error.is_none() { "SUCCEEDED" } else { "FAILED" },
-        "msg": msg,
-        "accepted": accepted,
-        "rejected": outcomes.len() - accepted,
-        "results": results,
-    });
-    if let Some(error) = error {
-        body["error"] = error.into();
+    let mut response = Reply {
+        code: if error.is_none() {
+            response::Code::Succeeded
+        } else {
+            response::Code::Failed
+        },
+        msg: msg.into(),
+        error,
+        body: response::Batch::of(&report),
     }
-    let mut response = (status, Json(body)).into_response();
-    if unavailable > 0 {
+    .with_status(status);
+    if report.retryable() {
         // Some items can be retried; tell the client when.
-        response.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from(RETRY_AFTER_SECS),
-        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
     }
-    response
+    Ok(response)
 }
 
 async fn get_schema(
     State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    Pair { client, event }: Pair,
+    RequestDeadline(deadline): RequestDeadline,
 ) -> Result<Response, ApiError> {
-    let (client, event) = pair(path)?;
-    let registered = state.processor.get_event_schema(&client, &event).await?;
-    Ok(succeeded(
-        StatusCode::OK,
-        "schema recovered",
-        json!({"schema": registered.schema, "version": registered.version}),
-    ))
+    let registered = state
+        .processor
+        .get_event_schema(&client, &event, deadline)
+        .await?;
+    let body = response::Schema {
+        schema: &registered.schema,
+        version: registered.version,
+    };
+    Ok(Reply::succeeded("schema recovered", body).with_status(StatusCode::OK))
 }
 
 async fn list_events(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
+    Client(client): Client,
+    RequestDeadline(deadline): RequestDeadline,
 ) -> Result<Response, ApiError> {
-    let Path(client) = path.map_err(|_| ApiError::InvalidPath)?;
-    let client = ClientId::parse(&client).map_err(|source| ApiError::InvalidName {
-        segment: "client",
-        source,
-    })?;
-    Span::current().record("client", client.as_str());
-    let events = state.processor.list_registered_events(&client).await?;
+    let events = state
+        .processor
+        .list_registered_events(&client, deadline)
+        .await?;
     let msg = format!("{} event(s) registered for {client}", events.len());
-    Ok(succeeded(StatusCode::OK, &msg, json!({"events": events})))
+    Ok(Reply::succeeded(msg, response::Events { events: &events }).with_status(StatusCode::OK))
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
@@ -289,9 +235,11 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_default();
     tracing::error!(panic = %detail, "handler panicked");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({"code": "FAILED", "msg": "internal error", "error": "internal_error"})),
-    )
-        .into_response()
+    Reply {
+        code: response::Code::Failed,
+        msg: "internal error".into(),
+        error: Some("internal_error"),
+        body: response::FailureDetails { errors: None },
+    }
+    .with_status(StatusCode::INTERNAL_SERVER_ERROR)
 }

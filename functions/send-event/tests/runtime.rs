@@ -29,13 +29,17 @@ const NEXT: &str = "runtime: next";
 /// Everything that happened, in order: AWS calls by target, and the runtime's `next`.
 type Log = Arc<Mutex<Vec<String>>>;
 
-/// What the function posted back: `("response" | "error" | "init/error", body)`.
-type Outcome = (&'static str, Value);
+/// What the function posted back: `("response" | "error" | "init/error", body)`, and how
+/// long after the invocation was handed out.
+type Outcome = (&'static str, Value, Duration);
 
 struct Runtime {
     log: Log,
     event: String,
+    /// How long the invocation may run (the function's timeout).
+    timeout: Duration,
     handed_out: AtomicBool,
+    handed_out_at: Mutex<Option<std::time::Instant>>,
     outcomes: mpsc::UnboundedSender<Outcome>,
 }
 
@@ -45,7 +49,8 @@ async fn next(State(runtime): State<Arc<Runtime>>) -> Response {
         // One invocation per test: the function waits here until it is killed.
         std::future::pending::<()>().await;
     }
-    let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_secs(60);
+    *runtime.handed_out_at.lock().unwrap() = Some(std::time::Instant::now());
+    let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + runtime.timeout;
     (
         [
             ("lambda-runtime-aws-request-id", "test-request-1".to_owned()),
@@ -72,17 +77,28 @@ fn outcome(
 ) -> impl Fn(State<Arc<Runtime>>, Bytes) -> std::future::Ready<StatusCode> + Clone {
     move |State(runtime): State<Arc<Runtime>>, body: Bytes| {
         let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let _ = runtime.outcomes.send((kind, body));
+        let after = runtime
+            .handed_out_at
+            .lock()
+            .unwrap()
+            .map_or(Duration::ZERO, |at| at.elapsed());
+        let _ = runtime.outcomes.send((kind, body, after));
         std::future::ready(StatusCode::ACCEPTED)
     }
 }
 
 /// Starts the fake Runtime API; returns its `HOST:PORT` (what `AWS_LAMBDA_RUNTIME_API` holds).
-async fn start_runtime(log: Log, outcomes: mpsc::UnboundedSender<Outcome>) -> String {
+async fn start_runtime(
+    log: Log,
+    timeout: Duration,
+    outcomes: mpsc::UnboundedSender<Outcome>,
+) -> String {
     let runtime = Arc::new(Runtime {
         log,
         event: std::fs::read_to_string(event_file("send-event", "valid")).expect("the event"),
+        timeout,
         handed_out: AtomicBool::new(false),
+        handed_out_at: Mutex::default(),
         outcomes,
     });
     let app = Router::new()
@@ -103,13 +119,25 @@ async fn start_runtime(log: Log, outcomes: mpsc::UnboundedSender<Outcome>) -> St
     serve(app).await
 }
 
-/// Forwards every AWS call to moto unchanged, logging its target first.
-async fn record(State(log): State<Log>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+/// What the AWS proxy does.
+#[derive(Clone)]
+struct Proxy {
+    log: Log,
+    /// Calls of this target are never answered (a service that hangs).
+    hang: Option<&'static str>,
+}
+
+/// Forwards every AWS call to moto unchanged, logging its target first (and never answering
+/// the calls the proxy is told to hang).
+async fn record(State(proxy): State<Proxy>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("(no target)");
-    log.lock().unwrap().push(target.to_owned());
+    proxy.log.lock().unwrap().push(target.to_owned());
+    if proxy.hang == Some(target) {
+        std::future::pending::<()>().await;
+    }
     let mut request = reqwest::Client::new().post(format!("{}{}", endpoint(), uri.path()));
     for (name, value) in &headers {
         if name != "host" && name != "content-length" {
@@ -144,13 +172,44 @@ impl Drop for Function {
     }
 }
 
+/// How a test runs the function.
+struct Setup<'a> {
+    table: &'a str,
+    stream: &'a str,
+    /// The function's timeout: the invocation's deadline is this far from when it is handed out.
+    timeout: Duration,
+    /// An AWS call the proxy never answers.
+    hang: Option<&'static str>,
+}
+
+impl<'a> Setup<'a> {
+    fn new(table: &'a str, stream: &'a str) -> Self {
+        Self {
+            table,
+            stream,
+            timeout: Duration::from_secs(60),
+            hang: None,
+        }
+    }
+}
+
 /// Runs the `send-event` binary on `table` and `stream` (through the recording proxy) until it
 /// posts the outcome of its one invocation; returns that outcome and the log.
-async fn run_function(table: &str, stream: &str) -> (Outcome, Vec<String>) {
+async fn run_function(setup: Setup<'_>) -> (Outcome, Vec<String>) {
+    let Setup {
+        table,
+        stream,
+        timeout,
+        hang,
+    } = setup;
     let log = Log::default();
-    let aws = serve(Router::new().fallback(record).with_state(log.clone())).await;
+    let proxy = Proxy {
+        log: log.clone(),
+        hang,
+    };
+    let aws = serve(Router::new().fallback(record).with_state(proxy)).await;
     let (outcomes, mut received) = mpsc::unbounded_channel();
-    let runtime = start_runtime(log.clone(), outcomes).await;
+    let runtime = start_runtime(log.clone(), timeout, outcomes).await;
     let _function = Function(
         Command::new(env!("CARGO_BIN_EXE_send-event"))
             .env("AWS_ENDPOINT_URL", format!("http://{aws}"))
@@ -173,7 +232,7 @@ async fn run_function(table: &str, stream: &str) -> (Outcome, Vec<String>) {
 }
 
 /// The API Gateway response the function posted, as status and JSON body.
-fn http_reply((kind, body): &Outcome) -> (u64, Value) {
+fn http_reply((kind, body, _): &Outcome) -> (u64, Value) {
     assert_eq!(*kind, "response", "{body}");
     let status = body["statusCode"].as_u64().expect("a statusCode");
     let text = body["body"].as_str().expect("a text body");
@@ -186,7 +245,7 @@ async fn init_opens_dynamodb_and_kinesis_before_the_first_invocation_which_is_pu
     let registered = invoke(&app.router(), "register-event", "json").await;
     assert_eq!(registered.status, 201, "{:?}", registered.body);
 
-    let (outcome, log) = run_function(&names.table, &names.stream).await;
+    let (outcome, log) = run_function(Setup::new(&names.table, &names.stream)).await;
 
     let (status, reply) = http_reply(&outcome);
     assert_eq!(status, 200, "{reply}");
@@ -212,11 +271,43 @@ async fn a_warm_up_that_fails_does_not_fail_init_and_the_request_gets_a_503() {
     // Neither the table nor the stream exists.
     let names = Names::fresh();
 
-    let (outcome, log) = run_function(&names.table, &names.stream).await;
+    let (outcome, log) = run_function(Setup::new(&names.table, &names.stream)).await;
 
     let (status, reply) = http_reply(&outcome);
     assert_eq!(status, 503, "{reply}");
     assert_eq!(reply["error"], "service_unavailable");
     assert!(log.iter().any(|e| e == DESCRIBE_TABLE), "{log:?}");
     assert!(log.iter().any(|e| e == NEXT), "{log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_never_answers_gets_the_json_503_before_the_function_times_out() {
+    // Given a registered pair, a function with a 3 s timeout, and a Kinesis that accepts the
+    // PutRecord call and never answers it,
+    let (app, names) = fresh_app().await;
+    let registered = invoke(&app.router(), "register-event", "json").await;
+    assert_eq!(registered.status, 201, "{:?}", registered.body);
+    let timeout = Duration::from_secs(3);
+
+    // when the function is invoked,
+    let (outcome, log) = run_function(Setup {
+        timeout,
+        hang: Some(PUT_RECORD),
+        ..Setup::new(&names.table, &names.stream)
+    })
+    .await;
+
+    // then it answers the contract's 503 itself, inside its timeout (the runtime would
+    // otherwise have killed it and API Gateway answered a bare 5xx).
+    let (status, reply) = http_reply(&outcome);
+    assert_eq!(status, 503, "{reply}");
+    assert_eq!(reply["code"], "FAILED");
+    assert_eq!(reply["error"], "service_unavailable");
+    assert!(log.iter().any(|e| e == PUT_RECORD), "{log:?}");
+    let answered_after = outcome.2;
+    assert!(
+        answered_after < timeout,
+        "answered {answered_after:?} after the hand-out"
+    );
+    assert!(raw_records(&names.stream).await.is_empty());
 }

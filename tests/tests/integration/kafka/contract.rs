@@ -1,6 +1,5 @@
 //! The event-stream contract on Kafka, against two brokers: librdkafka's in-process mock
 //! cluster, and tansu, a separate Kafka-protocol broker process started by `scripts/test`.
-#![cfg(feature = "kafka")]
 
 mod mock_cluster {
     use event_processor_core::adapters::kafka::KafkaOptions;

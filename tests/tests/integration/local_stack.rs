@@ -1,10 +1,10 @@
 //! The whole HTTP API end to end on the local stack: PostgreSQL schemas and Kafka events (the
 //! tansu broker `scripts/test` starts), configured exactly as `serve` is, with records read
 //! back by a plain Kafka consumer.
-#![cfg(all(feature = "postgres", feature = "kafka"))]
 
 use event_processor_core::App;
-use event_processor_core::config::{Config, StreamConfig, event_source};
+use event_processor_core::app::open_source;
+use event_processor_core::config::{Config, StreamConfig};
 use event_processor_core::domain::{ClientId, EventName};
 use event_processor_core::ports::StartAt;
 use event_processor_tests::api::{get, post_form, post_json};
@@ -204,7 +204,7 @@ async fn rejected_events_are_not_published() {
 async fn listen_reads_back_what_the_gateway_published() {
     let app = app().await;
     let (client, event) = registered(&app).await;
-    let source = event_source(&StreamConfig::parse(&event_stream()).unwrap())
+    let source = open_source(&StreamConfig::parse(&event_stream()).unwrap())
         .await
         .unwrap();
     let mut subscription = source

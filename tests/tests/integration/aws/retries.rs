@@ -9,13 +9,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use event_processor_core::Processor;
-use event_processor_core::adapters::kinesis::{KinesisEventStream, RetryPolicy};
+use event_processor_core::adapters::kinesis::KinesisEventStream;
 use event_processor_core::domain::SchemaVersion;
 use event_processor_core::envelope::Envelope;
+use event_processor_core::http::Api;
 use event_processor_core::ports::{EventStream, SchemaStore};
+use event_processor_core::retry::RetryPolicy;
 use event_processor_tests::api::{LoadOutcome, post_json, send_in_rounds};
 use event_processor_tests::aws::{endpoint, fresh_store, fresh_stream, raw_records, sdk_config};
-use event_processor_tests::{event_name, unique_client};
+use event_processor_tests::{deadline, event_name, unique_client};
 use serde_json::{Value, json};
 
 const PUT_RECORD: &str = "Kinesis_20131202.PutRecord";
@@ -186,33 +188,40 @@ async fn handle(
     }
 }
 
-/// A Kinesis stream adapter that talks to moto through `proxy_url`.
-async fn stream_via(proxy_url: &str, stream: &str, retry: RetryPolicy) -> KinesisEventStream {
-    let config =
-        aws_sdk_kinesis::config::Builder::from(&sdk_config().await).endpoint_url(proxy_url);
-    KinesisEventStream::from_client_config(config, stream).with_retry_policy(retry)
-}
-
-fn quick_retries(deadline: Duration) -> RetryPolicy {
+/// Short backoffs, so that tests retry many times within their budgets.
+fn quick_retries() -> RetryPolicy {
     RetryPolicy {
-        deadline,
         first_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(50),
+        ..RetryPolicy::default()
     }
 }
 
+/// A Kinesis stream adapter that talks to moto through `proxy_url`, retrying quickly.
+async fn stream_via(proxy_url: &str, stream: &str) -> KinesisEventStream {
+    let config =
+        aws_sdk_kinesis::config::Builder::from(&sdk_config().await).endpoint_url(proxy_url);
+    KinesisEventStream::from_client_config(config, stream).with_retry_policy(quick_retries())
+}
+
 /// Registers `{client}/Fruits` and returns the router of a processor whose stream goes
-/// through the proxy.
-async fn api_via(proxy_url: &str, stream: &str, retry: RetryPolicy) -> (axum::Router, String) {
+/// through the proxy, each request with `budget` to live.
+async fn api_via(proxy_url: &str, stream: &str, budget: Duration) -> (axum::Router, String) {
     let store = fresh_store().await;
     let client = unique_client();
     store
-        .insert_if_absent(&client, &event_name("Fruits"), &json!({"type": "object"}))
+        .insert_if_absent(
+            &client,
+            &event_name("Fruits"),
+            &json!({"type": "object"}),
+            deadline(),
+        )
         .await
         .unwrap();
-    let stream = stream_via(proxy_url, stream, retry).await;
-    let router =
-        event_processor_core::http::router(Processor::new(Arc::new(store), Arc::new(stream)));
+    let stream = stream_via(proxy_url, stream).await;
+    let router = Api::new(Processor::new(Arc::new(store), Arc::new(stream)))
+        .request_budget(budget)
+        .router();
     (router, format!("/{client}/Fruits/send_event"))
 }
 
@@ -225,12 +234,7 @@ async fn a_put_record_throttled_three_times_becomes_one_record_and_a_200() {
         code: "ProvisionedThroughputExceededException",
     })
     .await;
-    let (router, uri) = api_via(
-        &url,
-        moto_stream.stream_name(),
-        quick_retries(Duration::from_secs(10)),
-    )
-    .await;
+    let (router, uri) = api_via(&url, moto_stream.stream_name(), Duration::from_secs(10)).await;
 
     let reply = post_json(&router, &uri, &json!({"fruit": "kiwi"})).await;
 
@@ -251,12 +255,7 @@ async fn kms_throttling_and_internal_failures_are_retried_too() {
             code,
         })
         .await;
-        let (router, uri) = api_via(
-            &url,
-            moto_stream.stream_name(),
-            quick_retries(Duration::from_secs(10)),
-        )
-        .await;
+        let (router, uri) = api_via(&url, moto_stream.stream_name(), Duration::from_secs(10)).await;
 
         let reply = post_json(&router, &uri, &json!({"fruit": "kiwi"})).await;
 
@@ -279,12 +278,7 @@ async fn throttling_past_the_deadline_is_a_503_with_retry_after_and_no_record() 
         code: "ProvisionedThroughputExceededException",
     })
     .await;
-    let (router, uri) = api_via(
-        &url,
-        moto_stream.stream_name(),
-        quick_retries(Duration::from_millis(300)),
-    )
-    .await;
+    let (router, uri) = api_via(&url, moto_stream.stream_name(), Duration::from_millis(300)).await;
 
     let reply = post_json(&router, &uri, &json!({"fruit": "kiwi"})).await;
 
@@ -314,12 +308,7 @@ async fn an_error_that_is_not_transient_is_not_retried() {
         code: "AccessDeniedException",
     })
     .await;
-    let (router, uri) = api_via(
-        &url,
-        moto_stream.stream_name(),
-        quick_retries(Duration::from_secs(10)),
-    )
-    .await;
+    let (router, uri) = api_via(&url, moto_stream.stream_name(), Duration::from_secs(10)).await;
 
     let reply = post_json(&router, &uri, &json!({"fruit": "kiwi"})).await;
 
@@ -331,18 +320,13 @@ async fn an_error_that_is_not_transient_is_not_retried() {
 async fn a_batch_resends_only_the_records_kinesis_refused() {
     let moto_stream = fresh_stream().await;
     let (proxy, url) = Proxy::start(Mode::ThrottleOddRecordsOnce).await;
-    let stream = stream_via(
-        &url,
-        moto_stream.stream_name(),
-        quick_retries(Duration::from_secs(10)),
-    )
-    .await;
+    let stream = stream_via(&url, moto_stream.stream_name()).await;
     let (client, event) = (unique_client(), event_name("Fruits"));
     let batch: Vec<Envelope> = (0..10)
-        .map(|i| Envelope::new(&client, &event, SchemaVersion::FIRST, json!({"i": i})))
+        .map(|i| Envelope::new(&client, &event, SchemaVersion::FIRST, &json!({"i": i})).unwrap())
         .collect();
 
-    let results = stream.publish_batch(&batch).await;
+    let results = stream.publish_batch(&batch, deadline()).await;
 
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     let ids: Vec<String> = batch.iter().map(|e| e.id.to_string()).collect();
@@ -366,13 +350,13 @@ async fn a_batch_resends_only_the_records_kinesis_refused() {
 async fn a_large_batch_is_split_into_calls_of_at_most_500_records() {
     let moto_stream = fresh_stream().await;
     let (proxy, url) = Proxy::start(Mode::PassThrough).await;
-    let stream = stream_via(&url, moto_stream.stream_name(), RetryPolicy::default()).await;
+    let stream = stream_via(&url, moto_stream.stream_name()).await;
     let (client, event) = (unique_client(), event_name("Fruits"));
     let batch: Vec<Envelope> = (0..1200)
-        .map(|i| Envelope::new(&client, &event, SchemaVersion::FIRST, json!({"i": i})))
+        .map(|i| Envelope::new(&client, &event, SchemaVersion::FIRST, &json!({"i": i})).unwrap())
         .collect();
 
-    let results = stream.publish_batch(&batch).await;
+    let results = stream.publish_batch(&batch, deadline()).await;
 
     assert!(results.iter().all(Result::is_ok));
     let sizes = proxy.seen(|s| s.put_records_calls.iter().map(Vec::len).collect::<Vec<_>>());
@@ -381,15 +365,10 @@ async fn a_large_batch_is_split_into_calls_of_at_most_500_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_concurrent_load_with_kinesis_throttling_no_acknowledged_event_is_lost() {
-    // Given a stream that throttles 80% of PutRecord calls and a 400 ms retry deadline,
+    // Given a stream that throttles 80% of PutRecord calls (each request has 5 s),
     let moto_stream = fresh_stream().await;
     let (proxy, url) = Proxy::start(Mode::ThrottleShare { percent: 80 }).await;
-    let (router, uri) = api_via(
-        &url,
-        moto_stream.stream_name(),
-        quick_retries(Duration::from_millis(400)),
-    )
-    .await;
+    let (router, uri) = api_via(&url, moto_stream.stream_name(), Duration::from_secs(5)).await;
 
     // when 200 events are sent, 50 at a time,
     let LoadOutcome {

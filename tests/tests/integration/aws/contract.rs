@@ -1,6 +1,5 @@
 //! The adapter contracts on DynamoDB and Kinesis (moto_server), each test on its own table or
 //! stream, plus the behaviours only these adapters have.
-#![cfg(feature = "aws")]
 
 use std::sync::Arc;
 
@@ -15,7 +14,7 @@ use event_processor_core::{App, WarmUp};
 use event_processor_tests::aws::{
     CallCounter, counted_store, fresh_app, fresh_store, fresh_stream, sdk_config, unique_name,
 };
-use event_processor_tests::{event_name, unique_client};
+use event_processor_tests::{deadline, event_name, unique_client};
 use serde_json::json;
 
 event_processor_tests::schema_store_contract!(async {
@@ -106,7 +105,12 @@ async fn list_follows_pagination_past_one_megabyte_pages() {
     let names = ["E0", "E1", "E2", "E3", "E4", "E5", "E6"];
     for name in names {
         store
-            .insert_if_absent(&client, &event_name(name), &json!({"description": padding}))
+            .insert_if_absent(
+                &client,
+                &event_name(name),
+                &json!({"description": padding}),
+                deadline(),
+            )
             .await
             .unwrap();
     }
@@ -114,7 +118,7 @@ async fn list_follows_pagination_past_one_megabyte_pages() {
     let queries = CallCounter::query();
     let counted = counted_store(store.table(), &queries).await;
 
-    let listed = counted.list(&client).await.unwrap();
+    let listed = counted.list(&client, deadline()).await.unwrap();
 
     assert!(queries.count() >= 2, "{} Query call(s)", queries.count());
     let listed: Vec<&str> = listed.iter().map(|e| e.event.as_str()).collect();
@@ -127,7 +131,7 @@ async fn a_stored_schema_is_json_text_under_the_client_and_event_keys() {
     let (client, event) = (unique_client(), event_name("Fruits"));
     let schema = json!({"type": "object", "required": ["fruit"]});
     store
-        .insert_if_absent(&client, &event, &schema)
+        .insert_if_absent(&client, &event, &schema, deadline())
         .await
         .unwrap();
 
@@ -165,7 +169,7 @@ async fn an_item_that_is_not_a_schema_is_reported_corrupt() {
         .await
         .unwrap();
 
-    let result = store.get(&client, &event).await;
+    let result = store.get(&client, &event, deadline()).await;
 
     assert!(matches!(result, Err(StoreError::Corrupt(_))), "{result:?}");
 }
@@ -174,7 +178,9 @@ async fn an_item_that_is_not_a_schema_is_reported_corrupt() {
 async fn a_missing_table_is_unavailable() {
     let store = DynamoDbSchemaStore::from_config(&sdk_config().await, unique_name("missing"));
 
-    let result = store.get(&unique_client(), &event_name("Fruits")).await;
+    let result = store
+        .get(&unique_client(), &event_name("Fruits"), deadline())
+        .await;
 
     assert!(
         matches!(result, Err(StoreError::Unavailable(_))),
@@ -196,10 +202,11 @@ async fn publishing_to_a_missing_stream_is_unavailable() {
         &unique_client(),
         &event_name("Fruits"),
         SchemaVersion::FIRST,
-        json!({}),
-    );
+        &json!({}),
+    )
+    .unwrap();
 
-    let result = stream.publish(&envelope).await;
+    let result = stream.publish(&envelope, deadline()).await;
 
     assert!(
         matches!(result, Err(StreamError::Unavailable(_))),
@@ -250,11 +257,14 @@ async fn a_store_only_warm_up_leaves_the_stream_alone() {
     .unwrap();
     let app = App::build(&config).await.unwrap();
 
-    let (store, stream) = app.warm_up(WarmUp::Store).await;
-    store.expect("the table exists");
-    stream.expect("the stream is not called");
-    assert!(matches!(
-        app.warm_up(WarmUp::StoreAndStream).await,
-        (Ok(()), Err(StreamError::Unavailable(_)))
-    ));
+    let report = app.warm_up(WarmUp::Store).await;
+    report.store.expect("the table exists");
+    report.stream.expect("the stream is not called");
+    let report = app.warm_up(WarmUp::StoreAndStream).await;
+    assert!(report.store.is_ok());
+    assert!(
+        matches!(report.stream, Err(StreamError::Unavailable(_))),
+        "{:?}",
+        report.stream
+    );
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use event_processor_core::Processor;
 use event_processor_core::adapters::kinesis::KinesisEventStream;
 use event_processor_core::domain::{ClientId, EventId};
+use event_processor_core::http::Api;
 use event_processor_core::ports::{EventSource, StartAt};
 use event_processor_tests::api::{get, post_json};
 use event_processor_tests::aws::{
@@ -150,8 +151,7 @@ async fn a_thousand_sends_to_one_event_read_the_schema_store_once() {
     let get_items = CallCounter::get_item();
     let store = counted_store(&names.table, &get_items).await;
     let stream = KinesisEventStream::from_config(&sdk_config().await, &names.stream);
-    let send =
-        event_processor_core::http::router(Processor::new(Arc::new(store), Arc::new(stream)));
+    let send = Api::new(Processor::new(Arc::new(store), Arc::new(stream))).router();
     let uri = format!("/{client}/Fruits/send_event");
 
     let statuses: Vec<StatusCode> = futures::stream::iter(0..1000)

@@ -1,18 +1,19 @@
 //! The HTTP layer, driven in-process with `oneshot` on the memory adapters: one test per
-//! behaviour of API.md, with JSON and form bodies. Every response must be JSON.
+//! behaviour of API.md, with JSON and form bodies. Every response must be JSON (the shared
+//! request helper checks it on every call).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{Method, Request, StatusCode, header};
 use event_processor_core::Processor;
 use event_processor_core::adapters::memory::{MemoryEventStream, MemorySchemaStore};
 use event_processor_core::domain::{ClientId, EventName};
-use event_processor_core::http::router;
-use http_body_util::BodyExt;
+use event_processor_core::http::Api;
+use event_processor_tests::api::{self, Reply, assert_failure};
+use futures::StreamExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 const JSON: &str = "application/json";
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -28,16 +29,10 @@ fn gateway() -> Gateway {
     let stream = MemoryEventStream::new();
     let processor = Processor::new(store.clone(), Arc::new(stream.clone()));
     Gateway {
-        router: router(processor),
+        router: Api::new(processor).router(),
         stream,
         store,
     }
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
 }
 
 impl Gateway {
@@ -52,47 +47,19 @@ impl Gateway {
         if let Some(content_type) = content_type {
             request = request.header(header::CONTENT_TYPE, content_type);
         }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(body.into()).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(
-            headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok()),
-            Some(JSON),
-            "every response is JSON ({status} for {uri})"
-        );
-        let body: Value = serde_json::from_slice(&bytes).expect("body is JSON");
-        assert!(
-            body["code"] == "SUCCEEDED" || body["code"] == "FAILED",
-            "{body}"
-        );
-        assert!(body["msg"].is_string(), "{body}");
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        api::send(&self.router, request.body(body.into()).unwrap()).await
     }
 
     async fn post_json(&self, uri: &str, body: &Value) -> Reply {
-        self.call(Method::POST, uri, Some(JSON), body.to_string())
-            .await
+        api::post_json(&self.router, uri, body).await
     }
 
     async fn post_form(&self, uri: &str, field: &str, json_text: &str) -> Reply {
-        let body = serde_urlencoded::to_string([(field, json_text)]).unwrap();
-        self.call(Method::POST, uri, Some(FORM), body).await
+        api::post_form(&self.router, uri, &[(field, json_text)]).await
     }
 
     async fn get(&self, uri: &str) -> Reply {
-        self.call(Method::GET, uri, None, Body::empty()).await
+        api::get(&self.router, uri).await
     }
 
     async fn register(&self, client: &str, event: &str, schema: &Value) -> Reply {
@@ -111,12 +78,6 @@ impl Gateway {
             .map(|e| e.data)
             .collect()
     }
-}
-
-fn assert_failure(reply: &Reply, status: StatusCode, error: &str) {
-    assert_eq!(reply.status, status, "{}", reply.body);
-    assert_eq!(reply.body["code"], "FAILED");
-    assert_eq!(reply.body["error"], error, "{}", reply.body);
 }
 
 fn person_schema() -> Value {
@@ -458,16 +419,17 @@ async fn an_unknown_route_is_404() {
 }
 
 #[tokio::test]
-async fn a_wrong_method_on_a_known_route_is_405() {
+async fn a_wrong_method_on_a_known_route_is_405_with_the_allowed_methods() {
     let gw = gateway();
-    for (method, path) in [
-        (Method::GET, "/SpongeBob/Fruits/send_event"),
-        (Method::PUT, "/SpongeBob/Fruits/register_event"),
-        (Method::DELETE, "/SpongeBob/Fruits/schema"),
-        (Method::POST, "/SpongeBob/list_events"),
+    for (method, path, allowed) in [
+        (Method::GET, "/SpongeBob/Fruits/send_event", "POST"),
+        (Method::PUT, "/SpongeBob/Fruits/register_event", "POST"),
+        (Method::DELETE, "/SpongeBob/Fruits/schema", "GET,HEAD"),
+        (Method::POST, "/SpongeBob/list_events", "GET,HEAD"),
     ] {
         let reply = gw.call(method, path, Some(JSON), "{}").await;
         assert_failure(&reply, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+        assert_eq!(reply.headers[header::ALLOW], allowed, "{path}");
     }
 }
 
@@ -504,16 +466,72 @@ async fn a_schema_over_256_kib_is_413() {
     assert_failure(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }
 
+/// A request body that counts the bytes the server pulled from it, and after `chunk` sends
+/// nothing more (the rest of a slow upload that never arrives).
+fn slow_body(chunk: &'static [u8]) -> (Body, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let read = Arc::new(AtomicUsize::new(0));
+    let counter = read.clone();
+    let first = futures::stream::once(async move {
+        counter.fetch_add(chunk.len(), Ordering::SeqCst);
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(chunk))
+    });
+    (
+        Body::from_stream(first.chain(futures::stream::pending())),
+        read,
+    )
+}
+
 #[tokio::test]
-async fn a_declared_content_length_over_the_limit_is_413_before_reading() {
+async fn a_declared_content_length_over_the_limit_is_413_without_reading_the_body() {
     let gw = gateway();
+    gw.register("SpongeBob", "Any", &json!({})).await;
+    let (body, read) = slow_body(b"{\"blob\": \"");
     let request = Request::post("/SpongeBob/Any/send_event")
         .header(header::CONTENT_TYPE, JSON)
         .header(header::CONTENT_LENGTH, "10000000000")
-        .body(Body::from("{}"))
+        .body(body)
         .unwrap();
-    let response = gw.router.clone().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // The body never completes: only an answer given without reading it can arrive. The
+    // timeout only turns a hang into a failure.
+    let reply = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        api::send(&gw.router, request),
+    )
+    .await
+    .expect("answered while the body was still being sent");
+
+    assert_failure(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    assert_eq!(
+        read.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no byte was read"
+    );
+}
+
+#[tokio::test]
+async fn a_streamed_body_is_cut_off_at_the_limit() {
+    let gw = gateway();
+    gw.register("SpongeBob", "Any", &json!({})).await;
+    // No Content-Length: the size shows only while reading, and reading stops at the limit.
+    let chunks = futures::stream::iter(
+        (0..3).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 512 * 1024]))),
+    )
+    .chain(futures::stream::pending());
+    let request = Request::post("/SpongeBob/Any/send_event")
+        .header(header::CONTENT_TYPE, JSON)
+        .body(Body::from_stream(chunks))
+        .unwrap();
+
+    let reply = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        api::send(&gw.router, request),
+    )
+    .await
+    .expect("answered at the limit, without waiting for the rest");
+
+    assert_failure(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }
 
 // ---- 415 ---------------------------------------------------------------------------------
@@ -692,8 +710,22 @@ async fn a_schema_store_outage_is_503_with_retry_after() {
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let gw = gateway();
-    let reply = gw.get("/nobody/list_events").await;
-    assert!(reply.headers.contains_key("x-request-id"));
+    let first = gw.get("/nobody/list_events").await;
+    let second = gw.get("/nobody/list_events").await;
+    let id = |reply: &Reply| reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert!(!id(&first).is_empty());
+    assert_ne!(id(&first), id(&second), "each request gets its own id");
+}
+
+#[tokio::test]
+async fn a_request_id_given_by_the_client_is_kept() {
+    let gw = gateway();
+    let request = Request::get("/nobody/list_events")
+        .header("x-request-id", "client-chosen-42")
+        .body(Body::empty())
+        .unwrap();
+    let reply = api::send(&gw.router, request).await;
+    assert_eq!(reply.headers["x-request-id"], "client-chosen-42");
 }
 
 // ---- batch: send_events ------------------------------------------------------------------

@@ -1,6 +1,5 @@
 //! The PostgreSQL schema store beyond the contract: lost connections, migrations, and what
 //! jsonb would otherwise change. Runs on the database `scripts/test` creates.
-#![cfg(feature = "postgres")]
 
 use std::sync::Arc;
 
@@ -12,7 +11,7 @@ use event_processor_tests::api::{get, post_json};
 use event_processor_tests::postgres::{
     Proxy, admin, server_addr, store, store_at, terminate_other_backends, url, url_via,
 };
-use event_processor_tests::unique_client;
+use event_processor_tests::{deadline, unique_client};
 use http::StatusCode;
 use serde_json::json;
 
@@ -130,6 +129,7 @@ async fn schemas_are_stored_as_jsonb_that_operators_can_query() {
             &client,
             &event_processor_tests::event_name("Fruits"),
             &schema,
+            deadline(),
         )
         .await
         .unwrap();

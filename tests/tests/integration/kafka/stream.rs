@@ -1,12 +1,11 @@
 //! The Kafka stream beyond the contract: a broker that stops mid-stream, topic preparation,
 //! and subscriptions, on librdkafka's mock cluster and on a tansu broker process.
-#![cfg(feature = "kafka")]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use event_processor_core::App;
-use event_processor_core::adapters::kafka::{KafkaOptions, KafkaSource, KafkaStream, topic_name};
+use event_processor_core::adapters::kafka::{KafkaOptions, KafkaStream, topic_name};
 use event_processor_core::adapters::memory::MemorySchemaStore;
 use event_processor_core::domain::SchemaVersion;
 use event_processor_core::envelope::Envelope;
@@ -16,7 +15,7 @@ use event_processor_tests::contract::read_events;
 use event_processor_tests::kafka::{
     MockKafka, Tansu, impatient, partition_count, records_with_ids, tansu_brokers,
 };
-use event_processor_tests::{event_name, unique_client};
+use event_processor_tests::{deadline, event_name, unique_client};
 use http::StatusCode;
 use serde_json::json;
 
@@ -115,8 +114,8 @@ async fn preparing_creates_the_topic_through_the_admin_api_and_an_existing_topic
     let stream = KafkaStream::connect(&brokers, KafkaOptions::default()).unwrap();
     let (client, event) = (unique_client(), event_name("Fruits"));
 
-    stream.prepare(&client, &event).await.unwrap();
-    stream.prepare(&client, &event).await.unwrap();
+    stream.prepare(&client, &event, deadline()).await.unwrap();
+    stream.prepare(&client, &event, deadline()).await.unwrap();
 
     let topic = topic_name(&client, &event);
     let partitions = tokio::task::spawn_blocking(move || partition_count(&brokers, &topic))
@@ -129,7 +128,7 @@ async fn preparing_creates_the_topic_through_the_admin_api_and_an_existing_topic
 async fn a_subscription_opened_before_registration_reads_the_pair_once_its_topic_exists() {
     let brokers = tansu_brokers();
     let stream = KafkaStream::connect(&brokers, KafkaOptions::default()).unwrap();
-    let source = KafkaSource::new(&brokers, KafkaOptions::default());
+    let source = &stream;
     let (client, event) = (unique_client(), event_name("Early"));
     let mut subscription = source
         .subscribe(&client, &event, StartAt::End)
@@ -137,18 +136,19 @@ async fn a_subscription_opened_before_registration_reads_the_pair_once_its_topic
         .unwrap();
     assert!(subscription.next_batch().await.unwrap().is_empty());
 
-    stream.prepare(&client, &event).await.unwrap();
+    stream.prepare(&client, &event, deadline()).await.unwrap();
     let sent = Envelope::new(
         &client,
         &event,
         SchemaVersion::FIRST,
-        json!({"early": true}),
-    );
-    stream.publish(&sent).await.unwrap();
+        &json!({"early": true}),
+    )
+    .unwrap();
+    stream.publish(&sent, deadline()).await.unwrap();
 
     assert_eq!(
         read_events(subscription.as_mut(), 1).await,
-        vec![sent.cloud_event]
+        vec![sent.to_cloud_event().unwrap()]
     );
 }
 
@@ -157,9 +157,9 @@ async fn an_unreachable_broker_fails_publish_and_prepare_as_unavailable() {
     // Port 1 on loopback: nothing listens, connections are refused.
     let stream = KafkaStream::connect("127.0.0.1:1", impatient()).unwrap();
     let (client, event) = (unique_client(), event_name("Fruits"));
-    let envelope = Envelope::new(&client, &event, SchemaVersion::FIRST, json!({}));
+    let envelope = Envelope::new(&client, &event, SchemaVersion::FIRST, &json!({})).unwrap();
 
-    let published = stream.publish(&envelope).await;
+    let published = stream.publish(&envelope, deadline()).await;
     let prepared = KafkaStream::connect(
         "127.0.0.1:1",
         KafkaOptions {
@@ -168,7 +168,7 @@ async fn an_unreachable_broker_fails_publish_and_prepare_as_unavailable() {
         },
     )
     .unwrap()
-    .prepare(&client, &event)
+    .prepare(&client, &event, deadline())
     .await;
 
     assert!(
@@ -209,17 +209,29 @@ async fn under_concurrent_load_with_produce_requests_failing_no_acknowledged_eve
     })
     .await;
 
-    // then every acknowledged event is in the topic.
+    // then the faults really met the gateway's Produce requests,
+    let injected = faults.len() * 4;
+    let consumed = injected
+        - mock
+            .unconsumed_produce_errors(&topic_name(&client, &event))
+            .await;
+    // and every acknowledged event is in the topic.
     assert!(!acknowledged.is_empty());
     let records = records_with_ids(&mock.brokers, &client, &event, &acknowledged).await;
-    let found: BTreeSet<String> = records.iter().map(|r| r.headers["ce_id"].clone()).collect();
+    let found: BTreeSet<String> = records
+        .iter()
+        .filter_map(|r| r.headers.get("ce_id").cloned())
+        .collect();
     eprintln!(
-        "faults injected: {} failed Produce requests; acknowledged {}, refused {refused}, found {} distinct in {} records, lost {}",
-        faults.len() * 4,
+        "faults: {injected} Produce errors injected, {consumed} met the gateway's requests; acknowledged {}, refused {refused}, found {} distinct in {} records, lost {}",
         acknowledged.len(),
         found.len(),
         records.len(),
         acknowledged.difference(&found).count()
+    );
+    assert!(
+        consumed >= faults.len(),
+        "the faults must have bitten: {consumed} of {injected} met a Produce request"
     );
     assert!(acknowledged.is_subset(&found));
 }

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use axum::Router;
 use event_processor_core::Processor;
 use event_processor_core::adapters::sqlite::SqliteDb;
-use event_processor_core::http::router;
+use event_processor_core::http::Api;
 use event_processor_core::ports::{EventSource, SchemaStore, StartAt};
 use event_processor_tests::api::{LoadOutcome, post_json, send_in_rounds};
 use event_processor_tests::contract::read_events;
-use event_processor_tests::{event_name, unique_client};
+use event_processor_tests::{deadline, event_name, unique_client};
 use http::StatusCode;
 use serde_json::{Value, json};
 
@@ -22,7 +22,7 @@ fn db_path() -> PathBuf {
 }
 
 fn gateway(db: &Arc<SqliteDb>) -> Router {
-    router(Processor::new(db.clone(), db.clone()))
+    Api::new(Processor::new(db.clone(), db.clone())).router()
 }
 
 async fn post(router: &Router, uri: &str, body: &Value) -> (StatusCode, Value) {
@@ -72,7 +72,7 @@ async fn schemas_versions_and_events_survive_a_restart_in_order() {
 
     let db = SqliteDb::open(&path).unwrap();
     let stored = db
-        .get(&client, &event_name("Fruits"))
+        .get(&client, &event_name("Fruits"), deadline())
         .await
         .unwrap()
         .expect("schema kept");
@@ -227,7 +227,10 @@ async fn concurrent_sends_waiting_on_the_writer_commit_together_in_one_transacti
             tokio::spawn(async move { post(&gw, &uri, &json!({"i": i})).await.0 })
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Every send is queued behind the blocked writer before the lock is released.
+    while db.pending() < 100 {
+        tokio::task::yield_now().await;
+    }
     blocker.execute_batch("COMMIT").unwrap();
     for send in sends {
         assert_eq!(send.await.unwrap(), StatusCode::OK);

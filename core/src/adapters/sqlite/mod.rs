@@ -1,0 +1,236 @@
+//! The embedded default (feature `sqlite`): one SQLite file holds the schemas and the event log.
+//!
+//! Writes go through one dedicated writer thread ([`writer`]) that drains every queued command
+//! into a single `BEGIN IMMEDIATE` transaction (group commit): concurrent sends share one fsync
+//! instead of paying one each, and no blocking I/O ever runs on the async runtime. A command is
+//! answered only after its transaction committed (`synchronous=FULL`), so a 200 means the
+//! event is on disk. Reads use a separate connection on `spawn_blocking`; WAL mode lets them,
+//! and other processes (`listen`), read while the writer writes.
+//!
+//! The event log is append-only with a gap-free offset per (client, event), computed inside
+//! the write transaction, which SQLite's write lock serializes across processes too.
+//!
+//! [`store`] implements the schema store and [`stream`] the event stream and source, both on
+//! one [`SqliteDb`] per file.
+
+mod store;
+mod stream;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Weak, mpsc};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Cause, cause};
+use writer::{Command, WriterStopped};
+
+/// How long a connection waits for another process's write lock before giving up (→ 503).
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const MIGRATION: &str = "
+CREATE TABLE IF NOT EXISTS schemas (
+    client        TEXT    NOT NULL,
+    event         TEXT    NOT NULL,
+    version       INTEGER NOT NULL CHECK (version >= 1),
+    schema        TEXT    NOT NULL,
+    registered_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (client, event, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    client     TEXT    NOT NULL,
+    event      TEXT    NOT NULL,
+    offset     INTEGER NOT NULL CHECK (offset >= 0),
+    id         TEXT    NOT NULL UNIQUE,
+    time       TEXT    NOT NULL,
+    dataschema TEXT    NOT NULL,
+    data       TEXT    NOT NULL,
+    PRIMARY KEY (client, event, offset)
+) WITHOUT ROWID;
+";
+
+/// Why a database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("could not resolve the SQLite path {}", .path.display())]
+    Path {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not open or migrate the SQLite database {}", .path.display())]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("could not start the SQLite writer thread")]
+    Writer(#[source] std::io::Error),
+}
+
+/// A failure of a read or write transaction.
+#[derive(Debug, thiserror::Error)]
+enum DbError {
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Corrupt(#[from] CorruptRow),
+    /// The blocking task did not run to its end (it panicked, or the runtime is stopping).
+    #[error("the SQLite read task did not complete")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A row that this code did not write correctly (hand-edited file, other tool).
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable row in SQLite table {table}: {detail}")]
+struct CorruptRow {
+    table: &'static str,
+    detail: String,
+}
+
+impl CorruptRow {
+    fn new(table: &'static str, detail: impl std::fmt::Display) -> Self {
+        Self {
+            table,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// Open handles by absolute path, so one process has one writer thread per file.
+static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<SqliteDb>>>> = LazyLock::new(Default::default);
+
+/// Opens the database at `path` (creating and migrating it if needed), or returns the handle
+/// this process already has for that file: two writer threads on one file would only contend
+/// for its lock, and `SCHEMA_STORE` and `EVENT_STREAM` usually name the same file.
+pub fn open(path: &Path) -> Result<Arc<SqliteDb>, OpenError> {
+    let key = std::path::absolute(path).map_err(|source| OpenError::Path {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(db) = open.get(&key).and_then(Weak::upgrade) {
+        return Ok(db);
+    }
+    let db = SqliteDb::open(&key)?;
+    open.retain(|_, weak| weak.strong_count() > 0);
+    open.insert(key, Arc::downgrade(&db));
+    Ok(db)
+}
+
+/// A SQLite database holding schemas and events; implements both ports and `EventSource`.
+pub struct SqliteDb {
+    path: PathBuf,
+    writer: Mutex<mpsc::Sender<Command>>,
+    reader: Arc<Mutex<Connection>>,
+    commits: Arc<AtomicU64>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for SqliteDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteDb")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn open_connection(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is durable when it returns, which is what a 200 promises.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+impl SqliteDb {
+    /// Opens a handle of its own on the database at `path`, creating and migrating it if
+    /// needed. [`open`] shares one handle per file; tests use this to act as two processes.
+    pub fn open(path: impl AsRef<Path>) -> Result<Arc<Self>, OpenError> {
+        Self::open_with_busy_timeout(path, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// [`SqliteDb::open`] with another wait for a lock held by another process (fault tests
+    /// use a short one so that a held lock turns into 503s quickly).
+    pub fn open_with_busy_timeout(
+        path: impl AsRef<Path>,
+        busy_timeout: Duration,
+    ) -> Result<Arc<Self>, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let sqlite = |source| OpenError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let write_conn = open_connection(&path, busy_timeout).map_err(sqlite)?;
+        write_conn.execute_batch(MIGRATION).map_err(sqlite)?;
+        let reader = open_connection(&path, busy_timeout).map_err(sqlite)?;
+        let (sender, receiver) = mpsc::channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        let pending = Arc::new(AtomicUsize::new(0));
+        let counters = writer::Counters {
+            commits: commits.clone(),
+            pending: pending.clone(),
+        };
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer::run(write_conn, receiver, &counters))
+            .map_err(OpenError::Writer)?;
+        Ok(Arc::new(Self {
+            path,
+            writer: Mutex::new(sender),
+            reader: Arc::new(Mutex::new(reader)),
+            commits,
+            pending,
+        }))
+    }
+
+    /// Write transactions committed by this handle so far (events per commit shows the
+    /// group commit at work).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Commands queued for the writer or in its current transaction, not yet answered.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Queues a command for the writer thread.
+    fn send(&self, command: Command) -> Result<(), Cause> {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        writer.send(command).map_err(|_| {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            cause(WriterStopped)
+        })
+    }
+
+    /// Runs a read on the reader connection without blocking the async runtime.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        read_on(self.reader.clone(), f).await
+    }
+}
+
+/// Runs `f` on `reader` on the blocking pool.
+async fn read_on<T: Send + 'static>(
+    reader: Arc<Mutex<Connection>>,
+    f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+) -> Result<T, DbError> {
+    tokio::task::spawn_blocking(move || {
+        let conn = reader.lock().unwrap_or_else(|e| e.into_inner());
+        f(&conn)
+    })
+    .await?
+}

@@ -1,0 +1,178 @@
+//! The writer thread: the only connection of a process that writes to the file. It drains
+//! every queued command into one `BEGIN IMMEDIATE` transaction (group commit) and answers each
+//! command only after that transaction committed; if it fails, every command in it fails.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+
+use rusqlite::{Connection, TransactionBehavior, params};
+use tokio::sync::oneshot;
+
+use super::DbError;
+use super::store::latest_schema;
+use crate::domain::{ClientId, EventName, SchemaVersion};
+use crate::error::{Cause, cause};
+use crate::ports::Insert;
+
+/// Most commands committed in one transaction; bounds the latency one commit can add.
+const MAX_GROUP: usize = 1024;
+
+/// One event row as the writer inserts it.
+pub(super) struct Row {
+    pub client: ClientId,
+    pub event: EventName,
+    pub id: String,
+    pub time: String,
+    pub dataschema: String,
+    pub data: String,
+}
+
+pub(super) enum Command {
+    Append {
+        rows: Vec<Row>,
+        reply: oneshot::Sender<Result<(), Cause>>,
+    },
+    Register {
+        client: ClientId,
+        event: EventName,
+        schema: String,
+        reply: oneshot::Sender<Result<Insert, Cause>>,
+    },
+}
+
+impl Command {
+    fn fail(self, error: Cause) {
+        // A caller that went away no longer needs its answer.
+        match self {
+            Command::Append { reply, .. } => drop(reply.send(Err(error))),
+            Command::Register { reply, .. } => drop(reply.send(Err(error))),
+        }
+    }
+}
+
+/// The writer thread is gone (it only exits when the handle is dropped, or on a panic).
+#[derive(Debug, thiserror::Error)]
+#[error("the SQLite writer thread has stopped")]
+pub(super) struct WriterStopped;
+
+/// What the writer reports to its handle.
+pub(super) struct Counters {
+    /// Transactions committed.
+    pub commits: Arc<AtomicU64>,
+    /// Commands sent and not answered yet (the handle counts them in, the writer out).
+    pub pending: Arc<AtomicUsize>,
+}
+
+/// The writer thread's body: blocks until there is work; ends when every handle is dropped.
+pub(super) fn run(mut conn: Connection, commands: mpsc::Receiver<Command>, counters: &Counters) {
+    while let Ok(first) = commands.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match commands.try_recv() {
+                Ok(command) => group.push(command),
+                Err(_) => break,
+            }
+        }
+        let answered = group.len();
+        if commit_group(&mut conn, group) {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        counters.pending.fetch_sub(answered, Ordering::SeqCst);
+    }
+}
+
+/// What one command of a committed group came to.
+enum Done {
+    Appended,
+    Registered(Insert),
+}
+
+/// Executes a group of commands in one transaction and answers each after the commit.
+/// If anything fails, the whole transaction is rolled back and every command in it fails:
+/// nothing is half-written and nothing unacknowledged is reported as written.
+/// Returns whether the group committed.
+fn commit_group(conn: &mut Connection, group: Vec<Command>) -> bool {
+    let outcome = (|| -> Result<Vec<Done>, DbError> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut done = Vec::with_capacity(group.len());
+        for command in &group {
+            done.push(match command {
+                Command::Append { rows, .. } => {
+                    append_rows(&tx, rows)?;
+                    Done::Appended
+                }
+                Command::Register {
+                    client,
+                    event,
+                    schema,
+                    ..
+                } => Done::Registered(insert_if_absent(&tx, client, event, schema)?),
+            });
+        }
+        tx.commit()?;
+        Ok(done)
+    })();
+    match outcome {
+        Ok(done) => {
+            for (command, done) in group.into_iter().zip(done) {
+                match (command, done) {
+                    (Command::Append { reply, .. }, _) => drop(reply.send(Ok(()))),
+                    (Command::Register { reply, .. }, Done::Registered(insert)) => {
+                        drop(reply.send(Ok(insert)))
+                    }
+                    // Each command's outcome is pushed in the command's own order above.
+                    (Command::Register { reply, .. }, Done::Appended) => {
+                        drop(reply.send(Err(cause(WriterStopped))))
+                    }
+                }
+            }
+            true
+        }
+        Err(error) => {
+            tracing::error!(%error, commands = group.len(), "SQLite group commit failed; rolled back");
+            let error: Cause = cause(error);
+            for command in group {
+                command.fail(error.clone());
+            }
+            false
+        }
+    }
+}
+
+fn append_rows(conn: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO events (client, event, offset, id, time, dataschema, data)
+         VALUES (?1, ?2,
+                 (SELECT COALESCE(MAX(offset) + 1, 0) FROM events WHERE client = ?1 AND event = ?2),
+                 ?3, ?4, ?5, ?6)",
+    )?;
+    for row in rows {
+        insert.execute(params![
+            row.client.as_str(),
+            row.event.as_str(),
+            row.id,
+            row.time,
+            row.dataschema,
+            row.data
+        ])?;
+    }
+    Ok(())
+}
+
+fn insert_if_absent(
+    conn: &Connection,
+    client: &ClientId,
+    event: &EventName,
+    schema: &str,
+) -> Result<Insert, DbError> {
+    // Inside BEGIN IMMEDIATE: no other connection, in any process, can write between the
+    // read and the insert, so exactly one registration of a pair wins.
+    if let Some(existing) = latest_schema(conn, client, event)? {
+        return Ok(Insert::Existing(existing));
+    }
+    conn.prepare_cached(
+        "INSERT INTO schemas (client, event, version, schema) VALUES (?1, ?2, 1, ?3)",
+    )?
+    .execute(params![client.as_str(), event.as_str(), schema])?;
+    Ok(Insert::Inserted(SchemaVersion::FIRST))
+}

@@ -1,0 +1,249 @@
+//! Wiring: a [`Config`] turned into adapters, a [`Processor`] over them, and the one HTTP
+//! [`Router`](axum::Router). Every runtime builds its [`App`] here once at start-up (a Lambda
+//! cold start, `serve`, `setup`), and `listen` opens its [`EventSource`] here.
+//!
+//! Features decide what is compiled, configuration decides what runs. Whether a configured
+//! backend's cargo feature was compiled in is decided in one place, [`feature_gated!`]: a
+//! backend that is missing is a start-up error naming the feature.
+
+use std::sync::Arc;
+
+use crate::adapters::memory::{MemoryEventStream, MemorySchemaStore};
+use crate::config::{
+    Config, ConfigError, EVENT_STREAM_VAR, SCHEMA_STORE_VAR, StoreConfig, StreamConfig,
+};
+use crate::error::{Cause, cause};
+use crate::ports::{EventSource, EventStream, SchemaStore, StoreError, StreamError};
+use crate::processor::Processor;
+
+/// A start-up failure. Always names the variable or the feature at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "{variable} asks for the {backend} backend, but this binary was built without the `{feature}` cargo feature"
+    )]
+    FeatureNotCompiled {
+        variable: &'static str,
+        backend: &'static str,
+        feature: &'static str,
+    },
+    #[error("could not open the backend named by {variable}")]
+    Open {
+        variable: &'static str,
+        #[source]
+        source: Cause,
+    },
+    #[error(
+        "{EVENT_STREAM_VAR}=memory: lives inside the serving process and cannot be listened to"
+    )]
+    NotSubscribable,
+    #[error("could not set up the schema store named by {SCHEMA_STORE_VAR}")]
+    SetupStore(#[source] StoreError),
+    #[error("could not set up the event stream named by {EVENT_STREAM_VAR}")]
+    SetupStream(#[source] StreamError),
+}
+
+/// Evaluates `$open` if the cargo feature `$feature` is compiled in; otherwise the start-up
+/// error that names it. The bindings listed in `[...]` are the ones `$open` uses (so that they
+/// are not reported unused when it is compiled out). The only `cfg` on backends in this file.
+macro_rules! feature_gated {
+    ($feature:literal, $variable:expr, $backend:literal, [$($used:ident),*], $open:expr) => {{
+        #[cfg(feature = $feature)]
+        let opened = $open;
+        #[cfg(not(feature = $feature))]
+        let opened = {
+            $(let _ = $used;)*
+            Err(AppError::FeatureNotCompiled {
+                variable: $variable,
+                backend: $backend,
+                feature: $feature,
+            })
+        };
+        opened
+    }};
+}
+
+/// Maps an adapter's open failure to the start-up error naming `variable`.
+#[allow(
+    dead_code,
+    reason = "unused when no feature-gated backend is compiled in"
+)]
+fn open_failed<E: std::error::Error + Send + Sync + 'static>(
+    variable: &'static str,
+) -> impl FnOnce(E) -> AppError {
+    move |error| AppError::Open {
+        variable,
+        source: cause(error),
+    }
+}
+
+/// Which backends [`App::warm_up`] opens: those a Lambda function's requests reach (and its
+/// IAM role may read), so that no function touches a service it does not use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WarmUp {
+    /// The schema store only: register_event, schema, list_events.
+    Store,
+    /// The schema store and the event stream: send_event, send_events.
+    StoreAndStream,
+}
+
+/// What [`App::warm_up`] found, per backend, so that each failure is reported as what it is.
+/// The stream's is `Ok` when it was not warmed up.
+#[derive(Debug)]
+pub struct WarmUpReport {
+    pub store: Result<(), StoreError>,
+    pub stream: Result<(), StreamError>,
+}
+
+/// The backends a process runs on and the processor over them, built once.
+#[derive(Clone)]
+pub struct App {
+    processor: Processor,
+    store: Arc<dyn SchemaStore>,
+    stream: Arc<dyn EventStream>,
+}
+
+impl App {
+    /// An app over already opened backends (tests pair a real backend with a memory one).
+    pub fn new(store: Arc<dyn SchemaStore>, stream: Arc<dyn EventStream>) -> Self {
+        Self {
+            processor: Processor::new(store.clone(), stream.clone()),
+            store,
+            stream,
+        }
+    }
+
+    /// Opens the configured backends. SQLite files are created and migrated on open, so the
+    /// embedded default works on a fresh machine with no `setup` step.
+    pub async fn build(config: &Config) -> Result<Self, AppError> {
+        Ok(Self::new(
+            open_store(&config.store).await?,
+            open_stream(&config.stream).await?,
+        ))
+    }
+
+    /// [`App::build`] from the environment.
+    pub async fn from_env() -> Result<Self, AppError> {
+        Self::build(&Config::from_env()?).await
+    }
+
+    pub fn processor(&self) -> &Processor {
+        &self.processor
+    }
+
+    /// The HTTP API over this app's processor.
+    pub fn router(&self) -> axum::Router {
+        crate::http::Api::new(self.processor.clone()).router()
+    }
+
+    /// Opens the connections `backends` need before the first request does (a Lambda's init
+    /// phase), concurrently; see [`SchemaStore::warm_up`].
+    pub async fn warm_up(&self, backends: WarmUp) -> WarmUpReport {
+        let stream = async {
+            match backends {
+                WarmUp::Store => Ok(()),
+                WarmUp::StoreAndStream => self.stream.warm_up().await,
+            }
+        };
+        let (store, stream) = tokio::join!(self.store.warm_up(), stream);
+        WarmUpReport { store, stream }
+    }
+
+    /// Creates, idempotently, what the configured backends need (`event-processor setup`).
+    pub async fn setup(&self) -> Result<(), AppError> {
+        self.store.setup().await.map_err(AppError::SetupStore)?;
+        self.stream.setup().await.map_err(AppError::SetupStream)?;
+        Ok(())
+    }
+}
+
+async fn open_store(config: &StoreConfig) -> Result<Arc<dyn SchemaStore>, AppError> {
+    const VAR: &str = SCHEMA_STORE_VAR;
+    match config {
+        StoreConfig::Memory => Ok(Arc::new(MemorySchemaStore::new())),
+        StoreConfig::Sqlite(path) => feature_gated!("sqlite", VAR, "SQLite", [path], {
+            crate::adapters::sqlite::open(path)
+                .map(|db| db as Arc<dyn SchemaStore>)
+                .map_err(open_failed(VAR))
+        }),
+        StoreConfig::Postgres(url) => feature_gated!("postgres", VAR, "PostgreSQL", [url], {
+            crate::adapters::postgres::open(url)
+                .await
+                .map(|store| Arc::new(store) as Arc<dyn SchemaStore>)
+                .map_err(open_failed(VAR))
+        }),
+        StoreConfig::DynamoDb { table } => feature_gated!("aws", VAR, "DynamoDB", [table], {
+            Ok(Arc::new(crate::adapters::dynamodb::open(table).await) as Arc<dyn SchemaStore>)
+        }),
+    }
+}
+
+async fn open_stream(config: &StreamConfig) -> Result<Arc<dyn EventStream>, AppError> {
+    const VAR: &str = EVENT_STREAM_VAR;
+    match config {
+        StreamConfig::Memory => Ok(Arc::new(MemoryEventStream::new())),
+        StreamConfig::Sqlite(path) => feature_gated!("sqlite", VAR, "SQLite", [path], {
+            crate::adapters::sqlite::open(path)
+                .map(|db| db as Arc<dyn EventStream>)
+                .map_err(open_failed(VAR))
+        }),
+        StreamConfig::Kafka { brokers } => feature_gated!("kafka", VAR, "Kafka", [brokers], {
+            crate::adapters::kafka::open(brokers)
+                .map(|stream| Arc::new(stream) as Arc<dyn EventStream>)
+                .map_err(open_failed(VAR))
+        }),
+        StreamConfig::Kinesis { stream } => feature_gated!("aws", VAR, "Kinesis", [stream], {
+            Ok(Arc::new(crate::adapters::kinesis::open(stream).await) as Arc<dyn EventStream>)
+        }),
+    }
+}
+
+/// The read side of the configured stream, for `listen`.
+pub async fn open_source(config: &StreamConfig) -> Result<Arc<dyn EventSource>, AppError> {
+    const VAR: &str = EVENT_STREAM_VAR;
+    match config {
+        StreamConfig::Memory => Err(AppError::NotSubscribable),
+        StreamConfig::Sqlite(path) => feature_gated!("sqlite", VAR, "SQLite", [path], {
+            crate::adapters::sqlite::open(path)
+                .map(|db| db as Arc<dyn EventSource>)
+                .map_err(open_failed(VAR))
+        }),
+        StreamConfig::Kafka { brokers } => feature_gated!("kafka", VAR, "Kafka", [brokers], {
+            crate::adapters::kafka::open(brokers)
+                .map(|stream| Arc::new(stream) as Arc<dyn EventSource>)
+                .map_err(open_failed(VAR))
+        }),
+        StreamConfig::Kinesis { stream } => feature_gated!("aws", VAR, "Kinesis", [stream], {
+            Ok(Arc::new(crate::adapters::kinesis::open(stream).await) as Arc<dyn EventSource>)
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Runs in the feature-less build that scripts/test also makes (`--no-default-features`).
+    #[cfg(not(feature = "kafka"))]
+    #[tokio::test]
+    async fn a_backend_not_compiled_in_names_the_feature() {
+        let config = Config::parse("memory:", "kafka://localhost:9092").unwrap();
+        let message = App::build(&config)
+            .await
+            .err()
+            .expect("kafka is not compiled")
+            .to_string();
+        assert!(message.contains("`kafka` cargo feature"), "{message}");
+        assert!(message.contains(EVENT_STREAM_VAR), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_memory_stream_cannot_be_listened_to() {
+        assert!(matches!(
+            open_source(&StreamConfig::Memory).await,
+            Err(AppError::NotSubscribable)
+        ));
+    }
+}

@@ -1,0 +1,134 @@
+//! Typed response bodies. Every answer is `{"code", "msg", ...}` (API.md, "Responses"): the
+//! envelope is [`Reply`], the rest is a `#[derive(Serialize)]` body per route.
+
+use std::borrow::Cow;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::domain::{ClientId, EventId, EventName, SchemaVersion};
+use crate::ports::RegisteredEvent;
+use crate::processor::{BatchReport, ItemOutcome};
+use crate::schema::ValidationIssue;
+
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(crate) enum Code {
+    Succeeded,
+    Failed,
+}
+
+/// The envelope of every JSON answer: `code`, `msg`, the stable `error` of a failure, and the
+/// route's own fields.
+#[derive(Debug, Serialize)]
+pub(crate) struct Reply<'a, T> {
+    pub code: Code,
+    pub msg: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+impl<'a, T: Serialize> Reply<'a, T> {
+    pub fn succeeded(msg: impl Into<Cow<'a, str>>, body: T) -> Self {
+        Self {
+            code: Code::Succeeded,
+            msg: msg.into(),
+            error: None,
+            body,
+        }
+    }
+
+    pub fn with_status(self, status: StatusCode) -> Response {
+        (status, Json(self)).into_response()
+    }
+}
+
+/// A registration: `201` new, `200` identical.
+#[derive(Debug, Serialize)]
+pub(crate) struct Registration<'a> {
+    pub client: &'a ClientId,
+    pub event: &'a EventName,
+    pub version: SchemaVersion,
+}
+
+/// An accepted event.
+#[derive(Debug, Serialize)]
+pub(crate) struct Sent {
+    pub id: EventId,
+}
+
+/// A recovered schema.
+#[derive(Debug, Serialize)]
+pub(crate) struct Schema<'a> {
+    pub schema: &'a Value,
+    pub version: SchemaVersion,
+}
+
+/// A client's pairs.
+#[derive(Debug, Serialize)]
+pub(crate) struct Events<'a> {
+    pub events: &'a [RegisteredEvent],
+}
+
+/// The details of a failure (validation or meta-validation issues).
+#[derive(Debug, Serialize)]
+pub(crate) struct FailureDetails<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<&'a [ValidationIssue]>,
+}
+
+/// A batch: counts and one result per input, in input order.
+#[derive(Debug, Serialize)]
+pub(crate) struct Batch<'a> {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub results: Vec<ItemResult<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ItemResult<'a> {
+    pub index: usize,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<EventId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<&'a [ValidationIssue]>,
+}
+
+impl<'a> Batch<'a> {
+    pub fn of(report: &'a BatchReport) -> Self {
+        let results = report
+            .outcomes
+            .iter()
+            .enumerate()
+            .map(|(index, outcome)| {
+                let (status, id, errors) = match outcome {
+                    ItemOutcome::Accepted(id) => (StatusCode::OK, Some(*id), None),
+                    ItemOutcome::Invalid(errors) => (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        None,
+                        Some(errors.as_slice()),
+                    ),
+                    ItemOutcome::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, None, None),
+                    ItemOutcome::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, None, None),
+                };
+                ItemResult {
+                    index,
+                    status: status.as_u16(),
+                    id,
+                    errors,
+                }
+            })
+            .collect();
+        Self {
+            accepted: report.accepted,
+            rejected: report.rejected,
+            results,
+        }
+    }
+}

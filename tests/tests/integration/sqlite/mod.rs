@@ -1,0 +1,4 @@
+//! The embedded default, for real: SQLite files on disk.
+
+mod contract;
+mod gateway;
