@@ -118,10 +118,17 @@ impl App {
     /// Opens the configured backends. SQLite files are created and migrated on open, so the
     /// embedded default works on a fresh machine with no `setup` step.
     pub async fn build(config: &Config) -> Result<Self, AppError> {
-        Ok(Self::new(
+        let (store, stream) = (
             open_store(&config.store).await?,
             open_stream(&config.stream).await?,
-        ))
+        );
+        let processor = Processor::new(store.clone(), stream.clone())
+            .with_default_compatibility(config.default_compatibility);
+        Ok(Self {
+            processor,
+            store,
+            stream,
+        })
     }
 
     /// [`App::build`] from the environment.

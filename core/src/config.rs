@@ -7,8 +7,11 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::compat::Mode;
+
 pub const SCHEMA_STORE_VAR: &str = "SCHEMA_STORE";
 pub const EVENT_STREAM_VAR: &str = "EVENT_STREAM";
+pub const DEFAULT_COMPATIBILITY_VAR: &str = "DEFAULT_COMPATIBILITY";
 /// What the local server uses when nothing is configured.
 pub const DEFAULT_BACKEND: &str = "sqlite:event-processor.db";
 
@@ -190,22 +193,39 @@ impl StreamConfig {
 pub struct Config {
     pub store: StoreConfig,
     pub stream: StreamConfig,
+    /// The compatibility mode of pairs that have none of their own.
+    pub default_compatibility: Mode,
 }
 
 impl Config {
+    /// The backends from `SCHEMA_STORE` / `EVENT_STREAM` values; every other setting default.
     pub fn parse(store: &str, stream: &str) -> Result<Self, ConfigError> {
         Ok(Self {
             store: StoreConfig::parse(store)?,
             stream: StreamConfig::parse(stream)?,
+            default_compatibility: Mode::default(),
         })
     }
 
-    /// Reads `SCHEMA_STORE` and `EVENT_STREAM`, each defaulting to [`DEFAULT_BACKEND`].
+    /// `DEFAULT_COMPATIBILITY`'s value (`BACKWARD`, `FULL_TRANSITIVE`, ...).
+    pub fn with_default_compatibility(mut self, value: &str) -> Result<Self, ConfigError> {
+        self.default_compatibility = value.parse().map_err(|e: crate::compat::UnknownMode| {
+            ConfigError::new(DEFAULT_COMPATIBILITY_VAR, value, e.to_string())
+        })?;
+        Ok(self)
+    }
+
+    /// Reads `SCHEMA_STORE` and `EVENT_STREAM` (each defaulting to [`DEFAULT_BACKEND`]) and
+    /// `DEFAULT_COMPATIBILITY` (default `BACKWARD`).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::parse(
             &env_or(SCHEMA_STORE_VAR, DEFAULT_BACKEND)?,
             &env_or(EVENT_STREAM_VAR, DEFAULT_BACKEND)?,
-        )
+        )?
+        .with_default_compatibility(&env_or(
+            DEFAULT_COMPATIBILITY_VAR,
+            Mode::default().as_str(),
+        )?)
     }
 }
 
@@ -271,6 +291,19 @@ mod tests {
             let message = result.expect("should not parse").to_string();
             assert!(message.starts_with(variable), "{message}");
         }
+    }
+
+    #[test]
+    fn the_default_compatibility_mode_parses_or_names_its_variable() {
+        let config = Config::parse("memory:", "memory:").unwrap();
+        assert_eq!(config.default_compatibility, Mode::Backward);
+        let full = config.clone().with_default_compatibility("FULL").unwrap();
+        assert_eq!(full.default_compatibility, Mode::Full);
+        let error = config.with_default_compatibility("full").unwrap_err();
+        assert!(
+            error.to_string().starts_with(DEFAULT_COMPATIBILITY_VAR),
+            "{error}"
+        );
     }
 
     #[test]

@@ -81,10 +81,16 @@ name_type!(
     EventName
 );
 
-/// A registered schema's version; the first registration of a pair is version 1.
+/// A registered schema's version; the first registration of a pair is version 1, each later
+/// one the next integer. Versions are immutable once registered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct SchemaVersion(u32);
+
+/// Why a text is not a schema version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a version is a whole number from 1 to {max}", max = u32::MAX)]
+pub struct VersionError;
 
 impl SchemaVersion {
     pub const FIRST: Self = Self(1);
@@ -94,8 +100,24 @@ impl SchemaVersion {
         (raw >= 1).then_some(Self(raw))
     }
 
+    /// Parses a version as a client writes it (`?version=3`): digits only, no sign, no zero.
+    pub fn parse(raw: &str) -> Result<Self, VersionError> {
+        if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(VersionError);
+        }
+        raw.parse::<u32>()
+            .ok()
+            .and_then(Self::new)
+            .ok_or(VersionError)
+    }
+
     pub fn get(self) -> u32 {
         self.0
+    }
+
+    /// The version after this one, if there is one.
+    pub fn next(self) -> Option<Self> {
+        self.0.checked_add(1).map(Self)
     }
 }
 
@@ -103,6 +125,28 @@ impl fmt::Display for SchemaVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
+}
+
+/// An instant as API.md writes times it reports (`registered_at`, `received_at`): RFC 3339,
+/// UTC, milliseconds — `2026-11-29T09:00:00.123Z`. Written field by field so it cannot fail
+/// (the `time` crate's formatter reports years past 9999 as an error).
+pub fn rfc3339(at: time::OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
+}
+
+/// The current time, as [`rfc3339`] writes it.
+pub fn now_rfc3339() -> String {
+    rfc3339(time::OffsetDateTime::now_utc())
 }
 
 /// The id of an accepted event: a UUID v7, so ids sort by acceptance time.
@@ -164,6 +208,39 @@ mod tests {
     fn version_zero_does_not_exist() {
         assert_eq!(SchemaVersion::new(0), None);
         assert_eq!(SchemaVersion::new(1), Some(SchemaVersion::FIRST));
+    }
+
+    #[test]
+    fn versions_parse_from_digits_only() {
+        assert_eq!(SchemaVersion::parse("3").unwrap().get(), 3);
+        assert_eq!(SchemaVersion::parse("007").unwrap().get(), 7);
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "+1",
+            "1.0",
+            "1e3",
+            " 1",
+            "x",
+            "4294967296",
+            "99999999999999999999",
+        ] {
+            assert_eq!(SchemaVersion::parse(bad), Err(VersionError), "{bad:?}");
+        }
+        assert_eq!(SchemaVersion::parse("4294967295").unwrap().get(), u32::MAX);
+        assert_eq!(SchemaVersion::parse("4294967295").unwrap().next(), None);
+    }
+
+    #[test]
+    fn times_are_rfc3339_utc_with_milliseconds() {
+        let at = time::macros::datetime!(2026-11-29 09:05:07.123456 +02:00);
+        assert_eq!(rfc3339(at), "2026-11-29T07:05:07.123Z");
+        let parsed = time::OffsetDateTime::parse(
+            &now_rfc3339(),
+            &time::format_description::well_known::Rfc3339,
+        );
+        assert!(parsed.is_ok());
     }
 
     #[test]

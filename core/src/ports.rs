@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::compat::Mode;
 use crate::domain::{ClientId, EventName, SchemaVersion};
 use crate::envelope::{CloudEvent, Envelope};
 pub use crate::error::{Cause, cause};
@@ -44,16 +45,26 @@ pub enum StreamError {
     Encode(#[source] Cause),
 }
 
-/// A schema as stored for one (client, event) pair.
+/// One registered version of a pair's schema.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegisteredSchema {
     pub client: ClientId,
     pub event: EventName,
     pub version: SchemaVersion,
     pub schema: Value,
+    /// When the version was registered: RFC 3339, UTC.
+    pub registered_at: String,
 }
 
-/// One line of `list_events`.
+/// One line of `versions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionInfo {
+    pub version: SchemaVersion,
+    /// RFC 3339, UTC.
+    pub registered_at: String,
+}
+
+/// One line of `list_events`: a pair and its latest version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RegisteredEvent {
     pub client: ClientId,
@@ -61,49 +72,86 @@ pub struct RegisteredEvent {
     pub version: SchemaVersion,
 }
 
-/// What [`SchemaStore::insert_if_absent`] found.
+/// What [`SchemaStore::insert_version`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Insert {
-    /// This call registered the pair, at this version.
-    Inserted(SchemaVersion),
-    /// The pair was already registered (by this or another process); nothing was written.
-    Existing(RegisteredSchema),
+    /// This call registered the version.
+    Inserted,
+    /// The version was already registered — by a concurrent registration that won it, or by
+    /// this one's own earlier attempt whose answer was lost. Nothing was written.
+    Taken(RegisteredSchema),
 }
 
-/// Where schemas live.
+/// Where schemas live: every version of every pair, and each pair's compatibility mode.
 ///
 /// Every call on a request's path takes the request's [`Deadline`]: transient failures are
-/// retried until it, and an attempt in flight is cut off at it (see `retry`).
+/// retried until it, and an attempt in flight is cut off at it (see `retry`). Reads are
+/// strongly consistent: a registration that returned before the call is visible to it.
 #[async_trait]
 pub trait SchemaStore: Send + Sync {
-    /// Registers `schema` as version 1 of the pair unless the pair already has a schema.
-    /// Atomic: of any number of concurrent calls for one pair, across processes, exactly one
-    /// returns `Inserted`; the others return `Existing` with the winner's schema.
-    /// `Err` means nothing was written, except after an attempt cut off in flight: a retry
-    /// then finds its own row and reports it as `Existing`.
-    async fn insert_if_absent(
+    /// Registers `schema` as `version` of the pair, which the caller computed as the latest
+    /// version it read plus one (1 for a new pair). Atomic: of any number of concurrent calls
+    /// for the same version of a pair, across processes, exactly one returns `Inserted`; the
+    /// others return `Taken` with the winner's schema. `Err` means nothing was written, except
+    /// after an attempt cut off in flight: a retry then finds its own version as `Taken`.
+    async fn insert_version(
         &self,
         client: &ClientId,
         event: &EventName,
+        version: SchemaVersion,
         schema: &Value,
         deadline: Deadline,
     ) -> Result<Insert, StoreError>;
 
-    /// The latest schema of the pair, read with strong consistency (a registration that
-    /// returned before this call is visible), or `None` if the pair is not registered.
+    /// A version of the pair (`None`: the latest), or `None` if there is no such version.
     async fn get(
         &self,
         client: &ClientId,
         event: &EventName,
+        version: Option<SchemaVersion>,
         deadline: Deadline,
     ) -> Result<Option<RegisteredSchema>, StoreError>;
 
-    /// Every pair registered by `client` (and only by it), sorted by event name.
+    /// Every version of the pair with its schema, ascending; empty if it is not registered.
+    async fn history(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        deadline: Deadline,
+    ) -> Result<Vec<RegisteredSchema>, StoreError>;
+
+    /// Every version of the pair without the schemas, ascending; empty if it is not registered.
+    async fn versions(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        deadline: Deadline,
+    ) -> Result<Vec<VersionInfo>, StoreError>;
+
+    /// Every pair registered by `client` (and only by it) with its latest version, sorted by
+    /// event name.
     async fn list(
         &self,
         client: &ClientId,
         deadline: Deadline,
     ) -> Result<Vec<RegisteredEvent>, StoreError>;
+
+    /// The pair's own compatibility mode, if one was set.
+    async fn compatibility(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        deadline: Deadline,
+    ) -> Result<Option<Mode>, StoreError>;
+
+    /// Sets the pair's compatibility mode (the caller checked that the pair is registered).
+    async fn set_compatibility(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        mode: Mode,
+        deadline: Deadline,
+    ) -> Result<(), StoreError>;
 
     /// Opens, ahead of the first request, the connection that request would otherwise open
     /// (TCP and TLS to a remote service), so that a Lambda pays for it during init. Nothing
@@ -112,7 +160,7 @@ pub trait SchemaStore: Send + Sync {
         Ok(())
     }
 
-    /// Creates, idempotently, the tables this store needs (`event-processor setup`).
+    /// Creates or migrates, idempotently, what this store needs (`event-processor setup`).
     async fn setup(&self) -> Result<(), StoreError> {
         Ok(())
     }

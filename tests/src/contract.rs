@@ -4,12 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use event_processor_core::compat::Mode;
 use event_processor_core::domain::{ClientId, EventName, SchemaVersion};
 use event_processor_core::envelope::{CloudEvent, Envelope};
 use event_processor_core::ports::{
     EventSource, EventStream, Insert, SchemaStore, StartAt, Subscription,
 };
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::{deadline, event_name, unique_client};
 
@@ -19,10 +22,10 @@ pub const READ_BACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reads from `subscription` until `count` events arrived (or fails the test after the timeout).
 pub async fn read_events(subscription: &mut dyn Subscription, count: usize) -> Vec<CloudEvent> {
     let mut events = Vec::new();
-    let deadline = tokio::time::Instant::now() + READ_BACK_TIMEOUT;
+    let give_up = tokio::time::Instant::now() + READ_BACK_TIMEOUT;
     while events.len() < count {
         assert!(
-            tokio::time::Instant::now() < deadline,
+            tokio::time::Instant::now() < give_up,
             "only {} of {count} events arrived within {READ_BACK_TIMEOUT:?}",
             events.len()
         );
@@ -34,124 +37,213 @@ pub async fn read_events(subscription: &mut dyn Subscription, count: usize) -> V
 pub mod store {
     use super::*;
 
-    pub async fn first_registration_is_version_1_and_readable(store: Arc<dyn SchemaStore>) {
+    fn v(n: u32) -> SchemaVersion {
+        SchemaVersion::new(n).expect("versions start at 1")
+    }
+
+    /// Registers `schemas` as versions 1, 2, ... of a new pair.
+    async fn registered(store: &dyn SchemaStore, schemas: &[Value]) -> (ClientId, EventName) {
         let (client, event) = (unique_client(), event_name("Fruits"));
+        for (i, schema) in schemas.iter().enumerate() {
+            let version = v(i as u32 + 1);
+            let insert = store
+                .insert_version(&client, &event, version, schema, deadline())
+                .await
+                .unwrap();
+            assert_eq!(insert, Insert::Inserted, "version {version}");
+        }
+        (client, event)
+    }
+
+    pub async fn first_registration_is_version_1_and_readable(store: Arc<dyn SchemaStore>) {
         let schema = json!({"type": "object", "required": ["fruit"]});
 
-        let insert = store
-            .insert_if_absent(&client, &event, &schema, deadline())
-            .await
-            .unwrap();
+        let (client, event) = registered(store.as_ref(), std::slice::from_ref(&schema)).await;
 
-        assert_eq!(insert, Insert::Inserted(SchemaVersion::FIRST));
-        let stored = store
-            .get(&client, &event, deadline())
+        let latest = store
+            .get(&client, &event, None, deadline())
             .await
             .unwrap()
             .expect("registered");
-        assert_eq!(stored.schema, schema);
-        assert_eq!(stored.version, SchemaVersion::FIRST);
-        assert_eq!((stored.client, stored.event), (client, event));
-    }
-
-    pub async fn second_registration_returns_the_first_and_writes_nothing(
-        store: Arc<dyn SchemaStore>,
-    ) {
-        let (client, event) = (unique_client(), event_name("Fruits"));
-        let first = json!({"type": "object"});
-        let second = json!({"type": "array"});
-        store
-            .insert_if_absent(&client, &event, &first, deadline())
+        assert_eq!(latest.schema, schema);
+        assert_eq!(latest.version, SchemaVersion::FIRST);
+        assert_eq!((&latest.client, &latest.event), (&client, &event));
+        OffsetDateTime::parse(&latest.registered_at, &Rfc3339).expect("registered_at is RFC 3339");
+        let first = store
+            .get(&client, &event, Some(SchemaVersion::FIRST), deadline())
             .await
             .unwrap();
+        assert_eq!(first, Some(latest));
+    }
+
+    pub async fn a_taken_version_returns_the_winner_and_writes_nothing(
+        store: Arc<dyn SchemaStore>,
+    ) {
+        let first = json!({"type": "object"});
+        let (client, event) = registered(store.as_ref(), std::slice::from_ref(&first)).await;
 
         let insert = store
-            .insert_if_absent(&client, &event, &second, deadline())
+            .insert_version(&client, &event, v(1), &json!({"type": "array"}), deadline())
             .await
             .unwrap();
 
         match insert {
-            Insert::Existing(existing) => assert_eq!(existing.schema, first),
-            other => panic!("expected Existing, got {other:?}"),
+            Insert::Taken(winner) => {
+                assert_eq!((winner.version, &winner.schema), (v(1), &first));
+            }
+            other => panic!("expected Taken, got {other:?}"),
         }
-        assert_eq!(
-            store
-                .get(&client, &event, deadline())
-                .await
-                .unwrap()
-                .unwrap()
-                .schema,
-            first
-        );
+        let history = store.history(&client, &event, deadline()).await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].schema, first);
     }
 
-    pub async fn concurrent_registrations_have_exactly_one_winner(store: Arc<dyn SchemaStore>) {
-        let (client, event) = (unique_client(), event_name("Race"));
+    pub async fn concurrent_registrations_of_a_version_have_exactly_one_winner(
+        store: Arc<dyn SchemaStore>,
+    ) {
+        let (client, event) = registered(store.as_ref(), &[json!({})]).await;
         let tasks: Vec<_> = (0..20)
             .map(|i| {
                 let (store, client, event) = (store.clone(), client.clone(), event.clone());
                 tokio::spawn(async move {
                     let schema = json!({"type": "object", "title": format!("contender {i}")});
-                    (
-                        schema.clone(),
-                        store
-                            .insert_if_absent(&client, &event, &schema, deadline())
-                            .await
-                            .unwrap(),
-                    )
+                    let insert = store
+                        .insert_version(&client, &event, v(2), &schema, deadline())
+                        .await
+                        .unwrap();
+                    (schema, insert)
                 })
             })
             .collect();
         let mut winners = Vec::new();
         for task in tasks {
             let (schema, insert) = task.await.unwrap();
-            if matches!(insert, Insert::Inserted(_)) {
-                winners.push(schema);
+            match insert {
+                Insert::Inserted => winners.push(schema),
+                Insert::Taken(winner) => assert_eq!(winner.version, v(2)),
             }
         }
 
-        assert_eq!(winners.len(), 1, "exactly one registration wins");
-        assert_eq!(
-            store
-                .get(&client, &event, deadline())
-                .await
-                .unwrap()
-                .unwrap()
-                .schema,
-            winners[0]
-        );
+        assert_eq!(winners.len(), 1, "exactly one registration wins version 2");
+        let history = store.history(&client, &event, deadline()).await.unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1].schema, winners[0]);
     }
 
-    pub async fn unregistered_pair_is_none(store: Arc<dyn SchemaStore>) {
-        let got = store
-            .get(&unique_client(), &event_name("Nothing"), deadline())
+    pub async fn every_version_is_kept_and_read_back_in_order(store: Arc<dyn SchemaStore>) {
+        let schemas = [
+            json!({"type": "object"}),
+            json!({"type": "object", "title": "two"}),
+            json!({"type": "object", "title": "three"}),
+        ];
+
+        let (client, event) = registered(store.as_ref(), &schemas).await;
+
+        let history = store.history(&client, &event, deadline()).await.unwrap();
+        let versions = store.versions(&client, &event, deadline()).await.unwrap();
+        let got: Vec<(u32, &Value)> = history
+            .iter()
+            .map(|h| (h.version.get(), &h.schema))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(1, &schemas[0]), (2, &schemas[1]), (3, &schemas[2])]
+        );
+        let numbers: Vec<u32> = versions.iter().map(|i| i.version.get()).collect();
+        assert_eq!(numbers, [1, 2, 3]);
+        for (info, full) in versions.iter().zip(&history) {
+            assert_eq!(info.registered_at, full.registered_at);
+            OffsetDateTime::parse(&info.registered_at, &Rfc3339).expect("RFC 3339");
+        }
+        let second = store
+            .get(&client, &event, Some(v(2)), deadline())
             .await
             .unwrap();
+        assert_eq!(second.map(|s| s.schema), Some(schemas[1].clone()));
+        let latest = store.get(&client, &event, None, deadline()).await.unwrap();
+        assert_eq!(latest.map(|s| s.version), Some(v(3)));
+    }
+
+    pub async fn a_missing_version_is_none(store: Arc<dyn SchemaStore>) {
+        let (client, event) = registered(store.as_ref(), &[json!({})]).await;
+
+        let got = store
+            .get(&client, &event, Some(v(5)), deadline())
+            .await
+            .unwrap();
+
         assert_eq!(got, None);
     }
 
-    pub async fn list_is_sorted_by_event_and_shows_only_that_client(store: Arc<dyn SchemaStore>) {
+    pub async fn an_unregistered_pair_has_nothing(store: Arc<dyn SchemaStore>) {
+        let (client, event) = (unique_client(), event_name("Nothing"));
+        assert_eq!(
+            store.get(&client, &event, None, deadline()).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .get(&client, &event, Some(v(1)), deadline())
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(
+            store
+                .history(&client, &event, deadline())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .versions(&client, &event, deadline())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .compatibility(&client, &event, deadline())
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    pub async fn list_is_sorted_by_event_shows_only_that_client_and_the_latest_version(
+        store: Arc<dyn SchemaStore>,
+    ) {
         let (a, b) = (unique_client(), unique_client());
         for name in ["Zebra", "Apple", "Mango"] {
             store
-                .insert_if_absent(&a, &event_name(name), &json!({}), deadline())
+                .insert_version(&a, &event_name(name), v(1), &json!({}), deadline())
                 .await
                 .unwrap();
         }
         store
-            .insert_if_absent(&b, &event_name("Other"), &json!({}), deadline())
+            .insert_version(
+                &a,
+                &event_name("Mango"),
+                v(2),
+                &json!({"title": "2"}),
+                deadline(),
+            )
+            .await
+            .unwrap();
+        store
+            .insert_version(&b, &event_name("Other"), v(1), &json!({}), deadline())
             .await
             .unwrap();
 
         let listed = store.list(&a, deadline()).await.unwrap();
 
-        let names: Vec<&str> = listed.iter().map(|e| e.event.as_str()).collect();
-        assert_eq!(names, ["Apple", "Mango", "Zebra"]);
-        assert!(
-            listed
-                .iter()
-                .all(|e| e.client == a && e.version == SchemaVersion::FIRST)
-        );
+        let got: Vec<(&str, u32)> = listed
+            .iter()
+            .map(|e| (e.event.as_str(), e.version.get()))
+            .collect();
+        assert_eq!(got, [("Apple", 1), ("Mango", 2), ("Zebra", 1)]);
+        assert!(listed.iter().all(|e| e.client == a));
     }
 
     pub async fn unknown_client_lists_nothing(store: Arc<dyn SchemaStore>) {
@@ -165,7 +257,6 @@ pub mod store {
     }
 
     pub async fn schemas_round_trip_as_json_values(store: Arc<dyn SchemaStore>) {
-        let (client, event) = (unique_client(), event_name("Rich"));
         let schema = json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": "Früchte — 果物 \u{1F34D}",
@@ -175,18 +266,58 @@ pub mod store {
             "additionalProperties": false,
             "examples": [null, true, [1, [2, [3]]], {"nested": {"deep": "value"}}]
         });
-        store
-            .insert_if_absent(&client, &event, &schema, deadline())
-            .await
-            .unwrap();
+
+        let (client, event) = registered(store.as_ref(), std::slice::from_ref(&schema)).await;
+
+        let got = store.get(&client, &event, None, deadline()).await.unwrap();
+        assert_eq!(got.map(|s| s.schema), Some(schema));
+    }
+
+    pub async fn a_pair_has_no_mode_until_one_is_set_and_the_last_one_set_wins(
+        store: Arc<dyn SchemaStore>,
+    ) {
+        let (client, event) = registered(store.as_ref(), &[json!({})]).await;
         assert_eq!(
             store
-                .get(&client, &event, deadline())
+                .compatibility(&client, &event, deadline())
+                .await
+                .unwrap(),
+            None
+        );
+
+        store
+            .set_compatibility(&client, &event, Mode::FullTransitive, deadline())
+            .await
+            .unwrap();
+        store
+            .set_compatibility(&client, &event, Mode::None, deadline())
+            .await
+            .unwrap();
+
+        assert_eq!(
+            store
+                .compatibility(&client, &event, deadline())
+                .await
+                .unwrap(),
+            Some(Mode::None)
+        );
+        let (other, _) = registered(store.as_ref(), &[json!({})]).await;
+        assert_eq!(
+            store
+                .compatibility(&other, &event, deadline())
+                .await
+                .unwrap(),
+            None,
+            "modes are per pair"
+        );
+        // Setting a mode changes no version.
+        assert_eq!(
+            store
+                .versions(&client, &event, deadline())
                 .await
                 .unwrap()
-                .unwrap()
-                .schema,
-            schema
+                .len(),
+            1
         );
     }
 }
@@ -372,12 +503,15 @@ macro_rules! schema_store_contract {
     ($make:expr) => {
         $crate::schema_store_contract!(@tests $make;
             first_registration_is_version_1_and_readable,
-            second_registration_returns_the_first_and_writes_nothing,
-            concurrent_registrations_have_exactly_one_winner,
-            unregistered_pair_is_none,
-            list_is_sorted_by_event_and_shows_only_that_client,
+            a_taken_version_returns_the_winner_and_writes_nothing,
+            concurrent_registrations_of_a_version_have_exactly_one_winner,
+            every_version_is_kept_and_read_back_in_order,
+            a_missing_version_is_none,
+            an_unregistered_pair_has_nothing,
+            list_is_sorted_by_event_shows_only_that_client_and_the_latest_version,
             unknown_client_lists_nothing,
             schemas_round_trip_as_json_values,
+            a_pair_has_no_mode_until_one_is_set_and_the_last_one_set_wins,
         );
     };
     (@tests $make:expr; $($name:ident,)*) => {

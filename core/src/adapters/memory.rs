@@ -11,12 +11,13 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
-use crate::domain::{ClientId, EventName, SchemaVersion};
+use crate::compat::Mode;
+use crate::domain::{ClientId, EventName, SchemaVersion, now_rfc3339};
 use crate::envelope::{CloudEvent, Envelope};
 use crate::error::cause;
 use crate::ports::{
     EventSource, EventStream, Insert, RegisteredEvent, RegisteredSchema, SchemaStore, StartAt,
-    StoreError, StreamError, Subscription,
+    StoreError, StreamError, Subscription, VersionInfo,
 };
 use crate::retry::Deadline;
 
@@ -25,10 +26,17 @@ use crate::retry::Deadline;
 #[error("memory adapter switched off for a test")]
 pub struct SwitchedOff;
 
+/// One pair's versions (ascending) and its own compatibility mode.
+#[derive(Default)]
+struct Pair {
+    versions: Vec<RegisteredSchema>,
+    compatibility: Option<Mode>,
+}
+
 /// Schemas in a map.
 #[derive(Default)]
 pub struct MemorySchemaStore {
-    schemas: RwLock<BTreeMap<(ClientId, EventName), RegisteredSchema>>,
+    pairs: RwLock<BTreeMap<(ClientId, EventName), Pair>>,
     down: AtomicBool,
 }
 
@@ -48,42 +56,92 @@ impl MemorySchemaStore {
         }
         Ok(())
     }
+
+    /// Runs `read` on the pair's entry (`None` if it was never registered).
+    fn read<T>(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        read: impl FnOnce(Option<&Pair>) -> T,
+    ) -> Result<T, StoreError> {
+        self.check()?;
+        let pairs = self.pairs.read().unwrap_or_else(|e| e.into_inner());
+        Ok(read(pairs.get(&(client.clone(), event.clone()))))
+    }
 }
 
 #[async_trait]
 impl SchemaStore for MemorySchemaStore {
-    async fn insert_if_absent(
+    async fn insert_version(
         &self,
         client: &ClientId,
         event: &EventName,
+        version: SchemaVersion,
         schema: &Value,
         _deadline: Deadline,
     ) -> Result<Insert, StoreError> {
         self.check()?;
-        let mut schemas = self.schemas.write().unwrap_or_else(|e| e.into_inner());
-        let key = (client.clone(), event.clone());
-        if let Some(existing) = schemas.get(&key) {
-            return Ok(Insert::Existing(existing.clone()));
+        let mut pairs = self.pairs.write().unwrap_or_else(|e| e.into_inner());
+        let pair = pairs.entry((client.clone(), event.clone())).or_default();
+        if let Some(existing) = pair.versions.iter().find(|v| v.version >= version) {
+            return Ok(Insert::Taken(existing.clone()));
         }
-        let registered = RegisteredSchema {
+        pair.versions.push(RegisteredSchema {
             client: client.clone(),
             event: event.clone(),
-            version: SchemaVersion::FIRST,
+            version,
             schema: schema.clone(),
-        };
-        schemas.insert(key, registered);
-        Ok(Insert::Inserted(SchemaVersion::FIRST))
+            registered_at: now_rfc3339(),
+        });
+        Ok(Insert::Inserted)
     }
 
     async fn get(
         &self,
         client: &ClientId,
         event: &EventName,
+        version: Option<SchemaVersion>,
         _deadline: Deadline,
     ) -> Result<Option<RegisteredSchema>, StoreError> {
-        self.check()?;
-        let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
-        Ok(schemas.get(&(client.clone(), event.clone())).cloned())
+        self.read(client, event, |pair| {
+            let versions = &pair?.versions;
+            match version {
+                None => versions.last(),
+                Some(wanted) => versions.iter().find(|v| v.version == wanted),
+            }
+            .cloned()
+        })
+    }
+
+    async fn history(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        _deadline: Deadline,
+    ) -> Result<Vec<RegisteredSchema>, StoreError> {
+        self.read(client, event, |pair| {
+            pair.map(|p| p.versions.clone()).unwrap_or_default()
+        })
+    }
+
+    async fn versions(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        _deadline: Deadline,
+    ) -> Result<Vec<VersionInfo>, StoreError> {
+        self.read(client, event, |pair| {
+            pair.map(|p| {
+                p.versions
+                    .iter()
+                    .map(|v| VersionInfo {
+                        version: v.version,
+                        registered_at: v.registered_at.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+        })
     }
 
     async fn list(
@@ -92,17 +150,44 @@ impl SchemaStore for MemorySchemaStore {
         _deadline: Deadline,
     ) -> Result<Vec<RegisteredEvent>, StoreError> {
         self.check()?;
-        let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
+        let pairs = self.pairs.read().unwrap_or_else(|e| e.into_inner());
         // The map is ordered by (client, event): this client's pairs come sorted by event.
-        Ok(schemas
-            .values()
-            .filter(|s| &s.client == client)
-            .map(|s| RegisteredEvent {
-                client: s.client.clone(),
-                event: s.event.clone(),
-                version: s.version,
+        Ok(pairs
+            .iter()
+            .filter(|((owner, _), _)| owner == client)
+            .filter_map(|((client, event), pair)| {
+                Some(RegisteredEvent {
+                    client: client.clone(),
+                    event: event.clone(),
+                    version: pair.versions.last()?.version,
+                })
             })
             .collect())
+    }
+
+    async fn compatibility(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        _deadline: Deadline,
+    ) -> Result<Option<Mode>, StoreError> {
+        self.read(client, event, |pair| pair.and_then(|p| p.compatibility))
+    }
+
+    async fn set_compatibility(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        mode: Mode,
+        _deadline: Deadline,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        let mut pairs = self.pairs.write().unwrap_or_else(|e| e.into_inner());
+        pairs
+            .entry((client.clone(), event.clone()))
+            .or_default()
+            .compatibility = Some(mode);
+        Ok(())
     }
 }
 

@@ -6,7 +6,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::response::{Code, FailureDetails, Reply};
+use crate::compat::UnknownMode;
 use crate::domain::NameError;
+use crate::domain::VersionError;
 use crate::error::ErrorChain;
 use crate::ports::StreamError;
 use crate::processor::ProcessError;
@@ -46,6 +48,14 @@ pub enum ApiError {
     },
     #[error("a batch must be a JSON array of 1 to {max} events")]
     InvalidBatch { max: usize },
+    #[error("invalid `version` parameter: {0}")]
+    InvalidVersion(#[source] VersionError),
+    #[error("the query string is malformed or names a parameter twice")]
+    InvalidQuery,
+    #[error(transparent)]
+    InvalidCompatibility(UnknownMode),
+    #[error("the body must be a JSON object with a string member `compatibility`")]
+    MissingCompatibility,
     #[error("no route for {method} {path}")]
     NotFound { method: String, path: String },
     #[error("method {0} is not allowed on this route")]
@@ -73,16 +83,27 @@ impl ApiError {
             ApiError::DuplicateFormField(_) => (StatusCode::BAD_REQUEST, "duplicate_form_field"),
             ApiError::InvalidJson { .. } => (StatusCode::BAD_REQUEST, "invalid_json"),
             ApiError::InvalidBatch { .. } => (StatusCode::BAD_REQUEST, "invalid_batch"),
+            ApiError::InvalidVersion(_) => (StatusCode::BAD_REQUEST, "invalid_version"),
+            ApiError::InvalidQuery => (StatusCode::BAD_REQUEST, "invalid_query"),
+            ApiError::InvalidCompatibility(_) | ApiError::MissingCompatibility => {
+                (StatusCode::BAD_REQUEST, "invalid_compatibility")
+            }
             ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Process(P::NotRegistered { .. }) => {
                 (StatusCode::NOT_FOUND, "event_not_registered")
             }
-            ApiError::Process(P::InvalidSchema(_)) => (StatusCode::BAD_REQUEST, "invalid_schema"),
-            ApiError::Process(P::SchemaConflict { .. }) => {
-                (StatusCode::CONFLICT, "schema_conflict")
+            ApiError::Process(P::VersionNotFound { .. }) => {
+                (StatusCode::NOT_FOUND, "version_not_found")
             }
-            ApiError::Process(P::InvalidEvent(_)) => {
+            ApiError::Process(P::InvalidSchema(_)) => (StatusCode::BAD_REQUEST, "invalid_schema"),
+            ApiError::Process(P::Incompatible { .. }) => {
+                (StatusCode::CONFLICT, "schema_incompatible")
+            }
+            ApiError::Process(P::VersionsExhausted { .. }) => {
+                (StatusCode::CONFLICT, "versions_exhausted")
+            }
+            ApiError::Process(P::InvalidEvent { .. }) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
             }
             ApiError::Process(P::Stream(StreamError::TooLarge { .. })) => {
@@ -126,7 +147,7 @@ impl ApiError {
 
     fn issues(&self) -> Option<Vec<ValidationIssue>> {
         match self {
-            ApiError::Process(ProcessError::InvalidEvent(issues)) => Some(issues.clone()),
+            ApiError::Process(ProcessError::InvalidEvent { issues, .. }) => Some(issues.clone()),
             ApiError::Process(ProcessError::InvalidSchema(e)) => {
                 let issues = e.issues();
                 (!issues.is_empty()).then_some(issues)
@@ -146,12 +167,21 @@ impl IntoResponse for ApiError {
             tracing::info!(error = %self, status = status.as_u16(), "request rejected");
         }
         let issues = self.issues();
+        let (mode, incompatibilities) = match &self {
+            ApiError::Process(ProcessError::Incompatible {
+                mode,
+                incompatibilities,
+            }) => (Some(*mode), Some(incompatibilities.as_slice())),
+            _ => (None, None),
+        };
         let mut response = Reply {
             code: Code::Failed,
             msg: self.client_message().into(),
             error: Some(code),
             body: FailureDetails {
                 errors: issues.as_deref(),
+                mode,
+                incompatibilities,
             },
         }
         .with_status(status);

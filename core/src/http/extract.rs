@@ -16,7 +16,8 @@ use tracing::Span;
 use super::AppState;
 use super::body::{self, Limits};
 use super::error::ApiError;
-use crate::domain::{ClientId, EventName};
+use crate::compat::Mode;
+use crate::domain::{ClientId, EventName, SchemaVersion};
 use crate::retry::Deadline;
 
 /// The `{client}/{event}` of a pair route, validated, and recorded on the request span.
@@ -115,6 +116,58 @@ impl<K: DocumentKind> FromRequest<AppState> for Document<K> {
         let bytes = body::read_limited(&parts.headers, body, K::limit(&state.limits)).await?;
         let value = body::json_document(encoding, &bytes, K::FORM_FIELD, K::WHAT)?;
         Ok(Self(value, PhantomData))
+    }
+}
+
+/// `?version=N`: the version a route works on (absent: the latest). Anything but a whole
+/// number from 1 up, or the parameter given twice, is a 400. Other parameters are ignored.
+#[derive(Debug)]
+pub(crate) struct VersionQuery(pub Option<SchemaVersion>);
+
+impl<S: Send + Sync> FromRequestParts<S> for VersionQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let Some(query) = parts.uri.query() else {
+            return Ok(Self(None));
+        };
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(query).map_err(|_| ApiError::InvalidQuery)?;
+        let mut versions = pairs.iter().filter(|(name, _)| name == "version");
+        match (versions.next(), versions.next()) {
+            (None, _) => Ok(Self(None)),
+            (Some((_, raw)), None) => SchemaVersion::parse(raw)
+                .map(|version| Self(Some(version)))
+                .map_err(ApiError::InvalidVersion),
+            (Some(_), Some(_)) => Err(ApiError::InvalidQuery),
+        }
+    }
+}
+
+/// Longest body of `PUT .../compatibility` (`{"compatibility":"FULL_TRANSITIVE"}` is 36 bytes).
+const MODE_BODY_LIMIT: usize = 1024;
+
+/// `PUT .../compatibility`'s body: `{"compatibility": "<mode>"}`, as JSON.
+#[derive(Debug)]
+pub(crate) struct ModeBody(pub Mode);
+
+impl<S: Send + Sync> FromRequest<S> for ModeBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        if body::encoding(&parts.headers)? != body::Encoding::Json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = body::read_limited(&parts.headers, body, MODE_BODY_LIMIT).await?;
+        let document = body::parse_json(&bytes, "the body")?;
+        let name = document
+            .get("compatibility")
+            .and_then(Value::as_str)
+            .ok_or(ApiError::MissingCompatibility)?;
+        name.parse()
+            .map(Self)
+            .map_err(ApiError::InvalidCompatibility)
     }
 }
 

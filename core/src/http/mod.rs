@@ -28,7 +28,10 @@ pub use error::{ApiError, RETRY_AFTER_SECS};
 pub use extract::{INVOCATION_MARGIN, InvocationDeadline, MAX_BATCH_ITEMS};
 
 use crate::processor::{BatchVerdict, Processor, Registered};
-use extract::{Batch, Client, Document, EventDocument, Pair, RequestDeadline, SchemaDocument};
+use extract::{
+    Batch, Client, Document, EventDocument, ModeBody, Pair, RequestDeadline, SchemaDocument,
+    VersionQuery,
+};
 use response::Reply;
 
 /// How long a request may take when nothing shorter is imposed (a Lambda invocation imposes
@@ -70,9 +73,19 @@ impl Api {
     pub fn router(self) -> Router {
         Router::new()
             .route("/{client}/{event}/register_event", post(register_event))
+            .route(
+                "/{client}/{event}/check_compatibility",
+                post(check_compatibility),
+            )
             .route("/{client}/{event}/send_event", post(send_event))
             .route("/{client}/{event}/send_events", post(send_events))
+            .route("/{client}/{event}/validate", post(validate))
             .route("/{client}/{event}/schema", get(get_schema))
+            .route("/{client}/{event}/versions", get(versions))
+            .route(
+                "/{client}/{event}/compatibility",
+                get(get_compatibility).put(put_compatibility),
+            )
             .route("/{client}/list_events", get(list_events))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
@@ -126,28 +139,69 @@ async fn register_event(
     Ok(Reply::succeeded("event registered", body).with_status(status))
 }
 
-async fn send_event(
+async fn check_compatibility(
     State(state): State<AppState>,
     Pair { client, event }: Pair,
     RequestDeadline(deadline): RequestDeadline,
+    Document(schema, _): Document<SchemaDocument>,
+) -> Result<Response, ApiError> {
+    let report = state
+        .processor
+        .check_compatibility(&client, &event, &schema, deadline)
+        .await?;
+    let msg = if report.compatible {
+        "the schema can be registered"
+    } else {
+        "the schema is not compatible; see incompatibilities"
+    };
+    let body = response::CompatibilityCheck {
+        compatible: report.compatible,
+        mode: report.mode,
+        incompatibilities: &report.incompatibilities,
+        version: report.version,
+    };
+    Ok(Reply::succeeded(msg, body).with_status(StatusCode::OK))
+}
+
+async fn send_event(
+    State(state): State<AppState>,
+    Pair { client, event }: Pair,
+    VersionQuery(version): VersionQuery,
+    RequestDeadline(deadline): RequestDeadline,
     Document(data, _): Document<EventDocument>,
 ) -> Result<Response, ApiError> {
-    let id = state
+    let accepted = state
         .processor
-        .receive_event(&client, &event, data, deadline)
+        .receive_event(&client, &event, data, version, deadline)
         .await?;
-    Ok(Reply::succeeded("event sent", response::Sent { id }).with_status(StatusCode::OK))
+    let body = response::Sent { id: accepted.id };
+    Ok(Reply::succeeded("event sent", body).with_status(StatusCode::OK))
+}
+
+async fn validate(
+    State(state): State<AppState>,
+    Pair { client, event }: Pair,
+    VersionQuery(version): VersionQuery,
+    RequestDeadline(deadline): RequestDeadline,
+    Document(data, _): Document<EventDocument>,
+) -> Result<Response, ApiError> {
+    let version = state
+        .processor
+        .validate_event(&client, &event, &data, version, deadline)
+        .await?;
+    Ok(Reply::succeeded("event is valid", response::Valid { version }).with_status(StatusCode::OK))
 }
 
 async fn send_events(
     State(state): State<AppState>,
     Pair { client, event }: Pair,
+    VersionQuery(version): VersionQuery,
     RequestDeadline(deadline): RequestDeadline,
     Batch(items): Batch,
 ) -> Result<Response, ApiError> {
     let report = state
         .processor
-        .receive_events(&client, &event, items, deadline)
+        .receive_events(&client, &event, items, version, deadline)
         .await?;
     let (status, error, msg) = match report.verdict {
         BatchVerdict::AllAccepted => (StatusCode::OK, None, "all events sent"),
@@ -190,17 +244,67 @@ async fn send_events(
 async fn get_schema(
     State(state): State<AppState>,
     Pair { client, event }: Pair,
+    VersionQuery(version): VersionQuery,
     RequestDeadline(deadline): RequestDeadline,
 ) -> Result<Response, ApiError> {
     let registered = state
         .processor
-        .get_event_schema(&client, &event, deadline)
+        .get_event_schema(&client, &event, version, deadline)
         .await?;
     let body = response::Schema {
         schema: &registered.schema,
         version: registered.version,
     };
     Ok(Reply::succeeded("schema recovered", body).with_status(StatusCode::OK))
+}
+
+async fn versions(
+    State(state): State<AppState>,
+    Pair { client, event }: Pair,
+    RequestDeadline(deadline): RequestDeadline,
+) -> Result<Response, ApiError> {
+    let versions = state
+        .processor
+        .list_versions(&client, &event, deadline)
+        .await?;
+    let msg = format!("{} version(s) of {client}/{event}", versions.len());
+    let body = response::Versions {
+        versions: &versions,
+    };
+    Ok(Reply::succeeded(msg, body).with_status(StatusCode::OK))
+}
+
+async fn get_compatibility(
+    State(state): State<AppState>,
+    Pair { client, event }: Pair,
+    RequestDeadline(deadline): RequestDeadline,
+) -> Result<Response, ApiError> {
+    let (compatibility, default) = state
+        .processor
+        .compatibility(&client, &event, deadline)
+        .await?;
+    let body = response::Compatibility {
+        compatibility,
+        default,
+    };
+    Ok(Reply::succeeded("compatibility mode", body).with_status(StatusCode::OK))
+}
+
+async fn put_compatibility(
+    State(state): State<AppState>,
+    Pair { client, event }: Pair,
+    RequestDeadline(deadline): RequestDeadline,
+    ModeBody(mode): ModeBody,
+) -> Result<Response, ApiError> {
+    state
+        .processor
+        .set_compatibility(&client, &event, mode, deadline)
+        .await?;
+    let body = response::Compatibility {
+        compatibility: mode,
+        default: false,
+    };
+    Ok(Reply::succeeded("compatibility mode set", body).with_status(StatusCode::OK))
 }
 
 async fn list_events(
@@ -239,7 +343,7 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         code: response::Code::Failed,
         msg: "internal error".into(),
         error: Some("internal_error"),
-        body: response::FailureDetails { errors: None },
+        body: response::FailureDetails::default(),
     }
     .with_status(StatusCode::INTERNAL_SERVER_ERROR)
 }

@@ -9,8 +9,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::compat::{Incompatibility, Mode};
 use crate::domain::{ClientId, EventId, EventName, SchemaVersion};
-use crate::ports::RegisteredEvent;
+use crate::ports::{RegisteredEvent, VersionInfo};
 use crate::processor::{BatchReport, ItemOutcome};
 use crate::schema::ValidationIssue;
 
@@ -75,11 +76,44 @@ pub(crate) struct Events<'a> {
     pub events: &'a [RegisteredEvent],
 }
 
-/// The details of a failure (validation or meta-validation issues).
-#[derive(Debug, Serialize)]
+/// The details of a failure: validation or meta-validation issues, or why a schema is not
+/// compatible.
+#[derive(Debug, Default, Serialize)]
 pub(crate) struct FailureDetails<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<&'a [ValidationIssue]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incompatibilities: Option<&'a [Incompatibility]>,
+}
+
+/// A pair's versions.
+#[derive(Debug, Serialize)]
+pub(crate) struct Versions<'a> {
+    pub versions: &'a [VersionInfo],
+}
+
+/// A pair's compatibility mode.
+#[derive(Debug, Serialize)]
+pub(crate) struct Compatibility {
+    pub compatibility: Mode,
+    pub default: bool,
+}
+
+/// A dry-run registration.
+#[derive(Debug, Serialize)]
+pub(crate) struct CompatibilityCheck<'a> {
+    pub compatible: bool,
+    pub mode: Mode,
+    pub incompatibilities: &'a [Incompatibility],
+    pub version: Option<SchemaVersion>,
+}
+
+/// A valid event (dry run).
+#[derive(Debug, Serialize)]
+pub(crate) struct Valid {
+    pub version: SchemaVersion,
 }
 
 /// A batch: counts and one result per input, in input order.

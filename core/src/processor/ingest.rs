@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::cache::{CachedSchema, Lookup};
+use super::cache::{Lookup, Validator};
 use super::{ProcessError, Processor};
-use crate::domain::{ClientId, EventId, EventName};
+use crate::domain::{ClientId, EventId, EventName, SchemaVersion};
 use crate::envelope::Envelope;
 use crate::error::{ErrorChain, cause};
 use crate::ports::{StoreError, StreamError};
@@ -82,47 +82,91 @@ impl BatchReport {
     }
 }
 
+/// An event the stream acknowledged, and the version it was validated against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    pub id: EventId,
+    pub version: SchemaVersion,
+}
+
 impl Processor {
-    /// Validates `data` against the pair's schema and publishes it; returns its id once the
-    /// stream has acknowledged it.
+    /// Validates `data` against `version` of the pair's schema (`None`: the latest) and
+    /// publishes it; returns its id once the stream has acknowledged it.
     #[tracing::instrument(skip(self, data, deadline), fields(%client, %event))]
     pub async fn receive_event(
         &self,
         client: &ClientId,
         event: &EventName,
         data: Value,
+        version: Option<SchemaVersion>,
         deadline: Deadline,
-    ) -> Result<EventId, ProcessError> {
-        let schema = self.compiled(client, event, deadline).await?;
-        schema
-            .compiled
-            .validate(&data)
-            .map_err(ProcessError::InvalidEvent)?;
-        let envelope = Envelope::new(client, event, schema.version, &data)?;
+    ) -> Result<Accepted, ProcessError> {
+        let validator = self
+            .accepting(client, event, &data, version, deadline)
+            .await?;
+        let envelope = Envelope::new(client, event, validator.version, &data)?;
         self.stream.publish(&envelope, deadline).await?;
         tracing::debug!(id = %envelope.id, "event acknowledged by the stream");
-        Ok(envelope.id)
+        Ok(Accepted {
+            id: envelope.id,
+            version: validator.version,
+        })
     }
 
-    /// Validates each event of a batch on its own and publishes the valid ones together
-    /// (one stream call, one deadline); reports one outcome per input, in input order.
+    /// Validates `data` as [`Processor::receive_event`] would, and publishes nothing; returns
+    /// the version that accepts it.
+    #[tracing::instrument(skip(self, data, deadline), fields(%client, %event))]
+    pub async fn validate_event(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        data: &Value,
+        version: Option<SchemaVersion>,
+        deadline: Deadline,
+    ) -> Result<SchemaVersion, ProcessError> {
+        let validator = self
+            .accepting(client, event, data, version, deadline)
+            .await?;
+        Ok(validator.version)
+    }
+
+    /// Validates each event of a batch on its own (against `version`, or the latest) and
+    /// publishes the valid ones together (one stream call, one deadline); reports one outcome
+    /// per input, in input order.
     #[tracing::instrument(skip(self, items, deadline), fields(%client, %event, items = items.len()))]
     pub async fn receive_events(
         &self,
         client: &ClientId,
         event: &EventName,
         items: Vec<Value>,
+        version: Option<SchemaVersion>,
         deadline: Deadline,
     ) -> Result<BatchReport, ProcessError> {
-        let schema = self.compiled(client, event, deadline).await?;
+        let validator = self.validator(client, event, version, deadline).await?;
+        // Fetched only if some item fails the cached latest version (see `accepting`).
+        let mut fresh: Option<Arc<Validator>> = None;
         let mut outcomes = Vec::with_capacity(items.len());
         let mut envelopes = Vec::with_capacity(items.len());
         let mut indexes = Vec::with_capacity(items.len());
         for data in &items {
-            match schema.compiled.validate(data) {
-                Ok(()) => {
+            let mut verdict = validator
+                .compiled
+                .validate(data)
+                .map(|()| validator.clone());
+            if verdict.is_err() && version.is_none() {
+                if fresh.is_none() {
+                    fresh = Some(self.reload_latest(client, event, deadline).await?);
+                }
+                if let Some(fresh) = fresh.as_ref().filter(|f| f.version != validator.version) {
+                    if fresh.compiled.validate(data).is_ok() {
+                        verdict = Ok(fresh.clone());
+                    }
+                }
+            }
+            match verdict {
+                Ok(accepting) => {
                     indexes.push(outcomes.len());
-                    envelopes.push(Envelope::new(client, event, schema.version, data)?);
+                    envelopes.push(Envelope::new(client, event, accepting.version, data)?);
                     // Until the stream answers for this envelope.
                     outcomes.push(ItemOutcome::Unavailable);
                 }
@@ -145,40 +189,119 @@ impl Processor {
         Ok(BatchReport::new(outcomes))
     }
 
-    /// The compiled schema of a pair: from the cache, or loaded once (concurrent first
-    /// requests for a pair share one store read).
-    async fn compiled(
+    /// The validator that accepts `data`: `version`'s, or the latest version's. Before
+    /// refusing an event against the cached latest version, the store is asked whether a newer
+    /// version exists (another process may have registered one since), so an event sent right
+    /// after a registration is never refused because of a stale cache.
+    async fn accepting(
         &self,
         client: &ClientId,
         event: &EventName,
+        data: &Value,
+        version: Option<SchemaVersion>,
         deadline: Deadline,
-    ) -> Result<Arc<CachedSchema>, ProcessError> {
+    ) -> Result<Arc<Validator>, ProcessError> {
+        let validator = self.validator(client, event, version, deadline).await?;
+        let Err(issues) = validator.compiled.validate(data) else {
+            return Ok(validator);
+        };
+        let refused = |version, issues| ProcessError::InvalidEvent { version, issues };
+        if version.is_some() {
+            return Err(refused(validator.version, issues));
+        }
+        let fresh = self.reload_latest(client, event, deadline).await?;
+        if fresh.version == validator.version {
+            return Err(refused(validator.version, issues));
+        }
+        fresh
+            .compiled
+            .validate(data)
+            .map_err(|issues| refused(fresh.version, issues))?;
+        Ok(fresh)
+    }
+
+    /// The compiled schema of `version` of a pair, or of its latest version: from the cache,
+    /// or loaded once (concurrent first requests for a pair share one store read).
+    async fn validator(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        version: Option<SchemaVersion>,
+        deadline: Deadline,
+    ) -> Result<Arc<Validator>, ProcessError> {
         let load = async {
             let stored = self
                 .schemas
-                .get(client, event, deadline)
+                .get(client, event, version, deadline)
                 .await
                 .map_err(Lookup::Store)?
-                .ok_or(Lookup::NotRegistered)?;
+                .ok_or(match version {
+                    None => Lookup::NotRegistered,
+                    Some(_) => Lookup::VersionNotFound,
+                })?;
             let compiled = CompiledSchema::compile(&stored.schema)
                 .map_err(|error| Lookup::Uncompilable(Arc::new(error)))?;
-            Ok(Arc::new(CachedSchema::new(stored.version, compiled)))
+            Ok(Arc::new(Validator {
+                version: stored.version,
+                compiled,
+            }))
         };
-        self.cache
-            .get_or_load(client, event, load)
-            .await
-            .map_err(|lookup| match lookup.as_ref() {
-                Lookup::NotRegistered => ProcessError::NotRegistered {
-                    client: client.clone(),
-                    event: event.clone(),
-                },
+        let found = match version {
+            None => self.cache.latest(client, event, load).await,
+            Some(version) => self.cache.version(client, event, version, load).await,
+        };
+        match found {
+            Ok(validator) => Ok(validator),
+            Err(lookup) => Err(match lookup.as_ref() {
+                Lookup::NotRegistered => Self::not_registered(client, event),
+                // Either the pair or only the version is missing: say which.
+                Lookup::VersionNotFound => self.missing(client, event, version, deadline).await,
                 Lookup::Store(error) => ProcessError::Store(error.clone()),
                 // A schema the store holds but that no longer compiles: the store's data is
                 // at fault (written by another tool), not the request.
                 Lookup::Uncompilable(error) => {
                     ProcessError::Store(StoreError::Corrupt(cause(StoredSchema(error.clone()))))
                 }
-            })
+            }),
+        }
+    }
+
+    /// The pair's latest version read from the store now (not from the cache), which then
+    /// becomes the cached latest version.
+    async fn reload_latest(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        deadline: Deadline,
+    ) -> Result<Arc<Validator>, ProcessError> {
+        let stored = self
+            .schemas
+            .get(client, event, None, deadline)
+            .await?
+            .ok_or_else(|| Self::not_registered(client, event))?;
+        let load = async {
+            let compiled = CompiledSchema::compile(&stored.schema)
+                .map_err(|error| Lookup::Uncompilable(Arc::new(error)))?;
+            Ok(Arc::new(Validator {
+                version: stored.version,
+                compiled,
+            }))
+        };
+        let validator = self
+            .cache
+            .version(client, event, stored.version, load)
+            .await
+            .map_err(|lookup| match lookup.as_ref() {
+                Lookup::Uncompilable(error) => {
+                    ProcessError::Store(StoreError::Corrupt(cause(StoredSchema(error.clone()))))
+                }
+                // The load above fails only to compile.
+                _ => Self::not_registered(client, event),
+            })?;
+        self.cache
+            .set_latest(client, event, validator.clone())
+            .await;
+        Ok(validator)
     }
 }
 
@@ -193,43 +316,47 @@ mod tests {
 
     use serde_json::json;
 
-    use super::super::tests::{deadline, fixture, fixture_with_ttl, names, person_schema};
+    use super::super::tests::{deadline, fixture, fixture_with_ttl, names, person_schema, version};
     use super::*;
+    use crate::compat::Mode;
+    use crate::ports::SchemaStore;
 
-    #[tokio::test]
-    async fn a_valid_event_is_published_with_its_id() {
-        let f = fixture();
+    async fn registered(f: &super::super::tests::Fixture) -> (ClientId, EventName) {
         let (client, event) = names("a", "Person");
         f.processor
             .register_event(&client, &event, person_schema(), deadline())
             .await
             .unwrap();
+        (client, event)
+    }
 
-        let id = f
+    fn bob() -> Value {
+        json!({"name": "Bob", "age": 3})
+    }
+
+    #[tokio::test]
+    async fn a_valid_event_is_published_with_its_id_and_version() {
+        let f = fixture();
+        let (client, event) = registered(&f).await;
+
+        let accepted = f
             .processor
-            .receive_event(
-                &client,
-                &event,
-                json!({"name": "Bob", "age": 3}),
-                deadline(),
-            )
+            .receive_event(&client, &event, bob(), None, deadline())
             .await
             .unwrap();
 
         let published = f.stream.events(&client, &event);
         assert_eq!(published.len(), 1);
-        assert_eq!(published[0].id, id.to_string());
-        assert_eq!(published[0].data, json!({"name": "Bob", "age": 3}));
+        assert_eq!(published[0].id, accepted.id.to_string());
+        assert_eq!(published[0].data, bob());
+        assert_eq!(published[0].dataschema, "/a/Person/schema?version=1");
+        assert_eq!(accepted.version, SchemaVersion::FIRST);
     }
 
     #[tokio::test]
     async fn an_invalid_event_is_rejected_with_reasons_and_not_published() {
         let f = fixture();
-        let (client, event) = names("a", "Person");
-        f.processor
-            .register_event(&client, &event, person_schema(), deadline())
-            .await
-            .unwrap();
+        let (client, event) = registered(&f).await;
 
         let error = f
             .processor
@@ -237,14 +364,16 @@ mod tests {
                 &client,
                 &event,
                 json!({"name": 7, "extra": true}),
+                None,
                 deadline(),
             )
             .await
             .unwrap_err();
 
-        let ProcessError::InvalidEvent(issues) = error else {
+        let ProcessError::InvalidEvent { issues, version } = error else {
             panic!("expected InvalidEvent, got {error:?}");
         };
+        assert_eq!(version, SchemaVersion::FIRST);
         let keywords: Vec<&str> = issues.iter().map(|i| i.keyword.as_str()).collect();
         assert!(keywords.contains(&"type"), "{issues:?}");
         assert!(keywords.contains(&"required"), "{issues:?}");
@@ -259,7 +388,7 @@ mod tests {
         let (client, event) = names("a", "Nope");
         let error = f
             .processor
-            .receive_event(&client, &event, json!({}), deadline())
+            .receive_event(&client, &event, json!({}), None, deadline())
             .await
             .unwrap_err();
         assert!(
@@ -269,23 +398,102 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_warm_pair_validates_without_reading_the_store() {
+    async fn an_event_is_validated_against_the_version_asked_for() {
         let f = fixture();
-        let (client, event) = names("a", "Person");
+        let (client, event) = registered(&f).await;
         f.processor
-            .register_event(&client, &event, person_schema(), deadline())
+            .set_compatibility(&client, &event, Mode::None, deadline())
             .await
             .unwrap();
+        f.processor
+            .register_event(&client, &event, json!({"type": "string"}), deadline())
+            .await
+            .unwrap();
+
+        let old = f
+            .processor
+            .receive_event(&client, &event, bob(), Some(version(1)), deadline())
+            .await
+            .unwrap();
+        let refused_by_v1 = f
+            .processor
+            .receive_event(&client, &event, json!("text"), Some(version(1)), deadline())
+            .await
+            .unwrap_err();
+        let missing = f
+            .processor
+            .receive_event(&client, &event, bob(), Some(version(9)), deadline())
+            .await
+            .unwrap_err();
+
+        assert_eq!(old.version, version(1));
+        assert!(matches!(refused_by_v1, ProcessError::InvalidEvent { .. }));
+        assert!(matches!(missing, ProcessError::VersionNotFound { .. }));
+        let published = f.stream.events(&client, &event);
+        assert_eq!(published.len(), 1);
+        assert_eq!(published[0].dataschema, "/a/Person/schema?version=1");
+    }
+
+    #[tokio::test]
+    async fn validate_publishes_nothing() {
+        let f = fixture();
+        let (client, event) = registered(&f).await;
+
+        let version = f
+            .processor
+            .validate_event(&client, &event, &bob(), None, deadline())
+            .await
+            .unwrap();
+        let refused = f
+            .processor
+            .validate_event(&client, &event, &json!(1), None, deadline())
+            .await;
+
+        assert_eq!(version, SchemaVersion::FIRST);
+        assert!(matches!(refused, Err(ProcessError::InvalidEvent { .. })));
+        assert!(f.stream.events(&client, &event).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_newer_version_registered_by_another_instance_is_found_before_refusing() {
+        // Two processors on one store, as two processes or two Lambdas would be.
+        let f = fixture();
+        let (client, event) = registered(&f).await;
+        let other = Processor::new(f.store.clone(), Arc::new(f.stream.clone()));
+        // This instance has version 1 cached ...
+        f.processor
+            .receive_event(&client, &event, bob(), None, deadline())
+            .await
+            .unwrap();
+        // ... when the other registers version 2, which adds an optional property.
+        let mut with_email = person_schema();
+        with_email["properties"]["email"] = json!({"type": "string"});
+        other
+            .register_event(&client, &event, with_email, deadline())
+            .await
+            .unwrap();
+
+        let with_an_email = json!({"name": "Bob", "age": 3, "email": "bob@example.com"});
+        let accepted = f
+            .processor
+            .receive_event(&client, &event, with_an_email, None, deadline())
+            .await
+            .unwrap();
+
+        assert_eq!(accepted.version, version(2));
+        let published = f.stream.events(&client, &event);
+        assert_eq!(published[1].dataschema, "/a/Person/schema?version=2");
+    }
+
+    #[tokio::test]
+    async fn a_warm_pair_validates_without_reading_the_store() {
+        let f = fixture();
+        let (client, event) = registered(&f).await;
         // With the store down, only the cache can answer.
         f.store.set_unavailable(true);
 
         f.processor
-            .receive_event(
-                &client,
-                &event,
-                json!({"name": "Bob", "age": 3}),
-                deadline(),
-            )
+            .receive_event(&client, &event, bob(), None, deadline())
             .await
             .unwrap();
 
@@ -293,27 +501,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_cached_validator_expires_and_the_store_is_read_again() {
+    async fn the_cached_latest_version_expires_and_the_store_is_read_again() {
         let ttl = Duration::from_secs(60);
         let f = fixture_with_ttl(ttl);
-        let (client, event) = names("a", "Person");
-        f.processor
-            .register_event(&client, &event, person_schema(), deadline())
-            .await
-            .unwrap();
+        let (client, event) = registered(&f).await;
         f.store.set_unavailable(true);
-        let valid = json!({"name": "Bob", "age": 3});
 
         // Within the TTL the cache answers; past it, the send needs the (unavailable) store.
         tokio::time::advance(ttl - Duration::from_secs(1)).await;
         f.processor
-            .receive_event(&client, &event, valid.clone(), deadline())
+            .receive_event(&client, &event, bob(), None, deadline())
             .await
             .expect("still cached");
         tokio::time::advance(Duration::from_secs(2)).await;
         let error = f
             .processor
-            .receive_event(&client, &event, valid, deadline())
+            .receive_event(&client, &event, bob(), None, deadline())
             .await
             .unwrap_err();
 
@@ -322,23 +525,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stream_outage_is_reported_and_nothing_is_acknowledged() {
+    async fn a_version_once_compiled_is_served_without_the_store() {
         let f = fixture();
-        let (client, event) = names("a", "Person");
+        let (client, event) = registered(&f).await;
         f.processor
-            .register_event(&client, &event, person_schema(), deadline())
+            .receive_event(&client, &event, bob(), Some(version(1)), deadline())
             .await
             .unwrap();
+        f.store.set_unavailable(true);
+
+        // Versions are immutable: their validators never expire.
+        f.processor
+            .receive_event(&client, &event, bob(), Some(version(1)), deadline())
+            .await
+            .unwrap();
+
+        assert!(
+            f.store
+                .get(&client, &event, None, deadline())
+                .await
+                .is_err(),
+            "the store really is down"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_outage_is_reported_and_nothing_is_acknowledged() {
+        let f = fixture();
+        let (client, event) = registered(&f).await;
         f.stream.set_unavailable(true);
 
         let error = f
             .processor
-            .receive_event(
-                &client,
-                &event,
-                json!({"name": "Bob", "age": 3}),
-                deadline(),
-            )
+            .receive_event(&client, &event, bob(), None, deadline())
             .await
             .unwrap_err();
 
@@ -349,16 +568,11 @@ mod tests {
     #[tokio::test]
     async fn a_batch_report_counts_each_outcome_and_decides_the_verdict() {
         let f = fixture();
-        let (client, event) = names("a", "Person");
-        f.processor
-            .register_event(&client, &event, person_schema(), deadline())
-            .await
-            .unwrap();
-        let valid = json!({"name": "Bob", "age": 3});
+        let (client, event) = registered(&f).await;
 
         let mixed = f
             .processor
-            .receive_events(&client, &event, vec![valid.clone(), json!(1)], deadline())
+            .receive_events(&client, &event, vec![bob(), json!(1)], None, deadline())
             .await
             .unwrap();
         assert_eq!((mixed.accepted, mixed.rejected), (1, 1));
@@ -367,7 +581,7 @@ mod tests {
 
         let none = f
             .processor
-            .receive_events(&client, &event, vec![json!(1)], deadline())
+            .receive_events(&client, &event, vec![json!(1)], None, deadline())
             .await
             .unwrap();
         assert_eq!(none.verdict, BatchVerdict::NoneValid);
@@ -375,7 +589,7 @@ mod tests {
         f.stream.set_unavailable(true);
         let down = f
             .processor
-            .receive_events(&client, &event, vec![valid, json!(2)], deadline())
+            .receive_events(&client, &event, vec![bob(), json!(2)], None, deadline())
             .await
             .unwrap();
         assert_eq!(down.verdict, BatchVerdict::Unavailable);

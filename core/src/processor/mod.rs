@@ -1,6 +1,7 @@
 //! The business functions of the gateway, written against the ports only, one file per
-//! capability: [`registry`] (register, read and list schemas) and [`ingest`] (validate and
-//! publish events, one at a time or in batches).
+//! capability: [`registry`] (versions, compatibility, reading and listing schemas) and
+//! [`ingest`] (validating and publishing events, one at a time or in batches, or validating
+//! only).
 //!
 //! Every function takes the request's [`Deadline`](crate::retry::Deadline): all the store and
 //! stream calls it makes share it.
@@ -12,30 +13,43 @@ pub mod registry;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::compat::{Incompatibility, Mode};
 use crate::domain::{ClientId, EventName, SchemaVersion};
 use crate::envelope::EncodeError;
 use crate::ports::{EventStream, SchemaStore, StoreError, StreamError};
 use crate::schema::{SchemaError, ValidationIssue};
 
 pub use cache::SCHEMA_CACHE_TTL;
-pub use ingest::{BatchReport, BatchVerdict, ItemOutcome};
-pub use registry::Registered;
+pub use ingest::{Accepted, BatchReport, BatchVerdict, ItemOutcome};
+pub use registry::{CompatibilityReport, Registered};
 
 /// Why a business function failed. Only the HTTP edge turns these into status codes.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error("event {client}/{event} is not registered")]
     NotRegistered { client: ClientId, event: EventName },
-    #[error("invalid schema")]
-    InvalidSchema(#[from] SchemaError),
-    #[error("a different schema is already registered for {client}/{event}")]
-    SchemaConflict {
+    #[error("{client}/{event} has no version {version}")]
+    VersionNotFound {
         client: ClientId,
         event: EventName,
         version: SchemaVersion,
     },
-    #[error("the event does not satisfy the registered schema")]
-    InvalidEvent(Vec<ValidationIssue>),
+    #[error("invalid schema")]
+    InvalidSchema(#[from] SchemaError),
+    /// The new schema breaks the pair's compatibility mode; nothing was registered.
+    #[error("the schema is not {mode} compatible with the registered versions")]
+    Incompatible {
+        mode: Mode,
+        incompatibilities: Vec<Incompatibility>,
+    },
+    /// The pair has registered every version there can be.
+    #[error("{client}/{event} has no version number left")]
+    VersionsExhausted { client: ClientId, event: EventName },
+    #[error("the event does not satisfy version {version} of the schema")]
+    InvalidEvent {
+        version: SchemaVersion,
+        issues: Vec<ValidationIssue>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -51,6 +65,7 @@ pub struct Processor {
     schemas: Arc<dyn SchemaStore>,
     stream: Arc<dyn EventStream>,
     cache: cache::SchemaCache,
+    default_compatibility: Mode,
 }
 
 impl Processor {
@@ -59,13 +74,27 @@ impl Processor {
             schemas,
             stream,
             cache: cache::SchemaCache::new(SCHEMA_CACHE_TTL),
+            default_compatibility: Mode::default(),
         }
     }
 
-    /// Trusts a cached validator for `ttl` instead of [`SCHEMA_CACHE_TTL`] (tests use a short one).
+    /// Trusts the cached latest version of a pair for `ttl` instead of [`SCHEMA_CACHE_TTL`].
     pub fn with_schema_cache_ttl(mut self, ttl: Duration) -> Self {
         self.cache = cache::SchemaCache::new(ttl);
         self
+    }
+
+    /// The mode of pairs that have none of their own (`DEFAULT_COMPATIBILITY`).
+    pub fn with_default_compatibility(mut self, mode: Mode) -> Self {
+        self.default_compatibility = mode;
+        self
+    }
+
+    fn not_registered(client: &ClientId, event: &EventName) -> ProcessError {
+        ProcessError::NotRegistered {
+            client: client.clone(),
+            event: event.clone(),
+        }
     }
 }
 
@@ -114,6 +143,10 @@ mod tests {
 
     pub(super) fn deadline() -> Deadline {
         Deadline::after(Duration::from_secs(5))
+    }
+
+    pub(super) fn version(n: u32) -> SchemaVersion {
+        SchemaVersion::new(n).unwrap()
     }
 
     pub(super) fn person_schema() -> Value {

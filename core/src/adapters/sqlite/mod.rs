@@ -31,7 +31,13 @@ use writer::{Command, WriterStopped};
 /// How long a connection waits for another process's write lock before giving up (→ 503).
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const MIGRATION: &str = "
+/// The migrations, in order: step `i` brings a file from `PRAGMA user_version` `i` to `i + 1`.
+/// A step is never edited once released: add a new one. A file written by the first release is
+/// at 0 and already has step 1's tables (created `IF NOT EXISTS`), so that step changes nothing
+/// there.
+const MIGRATIONS: &[&str] = &[
+    // 1: every version of every pair's schema, and the event log.
+    "
 CREATE TABLE IF NOT EXISTS schemas (
     client        TEXT    NOT NULL,
     event         TEXT    NOT NULL,
@@ -50,7 +56,45 @@ CREATE TABLE IF NOT EXISTS events (
     data       TEXT    NOT NULL,
     PRIMARY KEY (client, event, offset)
 ) WITHOUT ROWID;
-";
+",
+    // 2: each pair's own compatibility mode (pairs without a row use DEFAULT_COMPATIBILITY).
+    "
+CREATE TABLE IF NOT EXISTS compatibility (
+    client TEXT NOT NULL,
+    event  TEXT NOT NULL,
+    mode   TEXT NOT NULL,
+    PRIMARY KEY (client, event)
+) WITHOUT ROWID;
+",
+];
+
+/// Applies the migrations this file has not seen, in one transaction (another process opening
+/// the same file waits for it).
+fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let applied: usize = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if applied > MIGRATIONS.len() {
+        return Err(MigrateError::Newer {
+            file: applied,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for step in &MIGRATIONS[applied..] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Why a file could not be migrated.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    #[error("the file is at schema version {file}, newer than this release knows ({known})")]
+    Newer { file: usize, known: usize },
+}
 
 /// Why a database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -61,11 +105,17 @@ pub enum OpenError {
         #[source]
         source: std::io::Error,
     },
-    #[error("could not open or migrate the SQLite database {}", .path.display())]
+    #[error("could not open the SQLite database {}", .path.display())]
     Sqlite {
         path: PathBuf,
         #[source]
         source: rusqlite::Error,
+    },
+    #[error("could not migrate the SQLite database {}", .path.display())]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: MigrateError,
     },
     #[error("could not start the SQLite writer thread")]
     Writer(#[source] std::io::Error),
@@ -170,8 +220,11 @@ impl SqliteDb {
             path: path.clone(),
             source,
         };
-        let write_conn = open_connection(&path, busy_timeout).map_err(sqlite)?;
-        write_conn.execute_batch(MIGRATION).map_err(sqlite)?;
+        let mut write_conn = open_connection(&path, busy_timeout).map_err(sqlite)?;
+        migrate(&mut write_conn).map_err(|source| OpenError::Migrate {
+            path: path.clone(),
+            source,
+        })?;
         let reader = open_connection(&path, busy_timeout).map_err(sqlite)?;
         let (sender, receiver) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));

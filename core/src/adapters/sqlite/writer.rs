@@ -9,7 +9,8 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::DbError;
-use super::store::latest_schema;
+use super::store::schema_version;
+use crate::compat::Mode;
 use crate::domain::{ClientId, EventName, SchemaVersion};
 use crate::error::{Cause, cause};
 use crate::ports::Insert;
@@ -35,8 +36,15 @@ pub(super) enum Command {
     Register {
         client: ClientId,
         event: EventName,
+        version: SchemaVersion,
         schema: String,
         reply: oneshot::Sender<Result<Insert, Cause>>,
+    },
+    SetCompatibility {
+        client: ClientId,
+        event: EventName,
+        mode: Mode,
+        reply: oneshot::Sender<Result<(), Cause>>,
     },
 }
 
@@ -46,6 +54,7 @@ impl Command {
         match self {
             Command::Append { reply, .. } => drop(reply.send(Err(error))),
             Command::Register { reply, .. } => drop(reply.send(Err(error))),
+            Command::SetCompatibility { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -83,7 +92,7 @@ pub(super) fn run(mut conn: Connection, commands: mpsc::Receiver<Command>, count
 
 /// What one command of a committed group came to.
 enum Done {
-    Appended,
+    Written,
     Registered(Insert),
 }
 
@@ -99,14 +108,24 @@ fn commit_group(conn: &mut Connection, group: Vec<Command>) -> bool {
             done.push(match command {
                 Command::Append { rows, .. } => {
                     append_rows(&tx, rows)?;
-                    Done::Appended
+                    Done::Written
                 }
                 Command::Register {
                     client,
                     event,
+                    version,
                     schema,
                     ..
-                } => Done::Registered(insert_if_absent(&tx, client, event, schema)?),
+                } => Done::Registered(insert_version(&tx, client, event, *version, schema)?),
+                Command::SetCompatibility {
+                    client,
+                    event,
+                    mode,
+                    ..
+                } => {
+                    set_compatibility(&tx, client, event, *mode)?;
+                    Done::Written
+                }
             });
         }
         tx.commit()?;
@@ -117,11 +136,12 @@ fn commit_group(conn: &mut Connection, group: Vec<Command>) -> bool {
             for (command, done) in group.into_iter().zip(done) {
                 match (command, done) {
                     (Command::Append { reply, .. }, _) => drop(reply.send(Ok(()))),
+                    (Command::SetCompatibility { reply, .. }, _) => drop(reply.send(Ok(()))),
                     (Command::Register { reply, .. }, Done::Registered(insert)) => {
                         drop(reply.send(Ok(insert)))
                     }
                     // Each command's outcome is pushed in the command's own order above.
-                    (Command::Register { reply, .. }, Done::Appended) => {
+                    (Command::Register { reply, .. }, Done::Written) => {
                         drop(reply.send(Err(cause(WriterStopped))))
                     }
                 }
@@ -159,20 +179,40 @@ fn append_rows(conn: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn insert_if_absent(
+fn insert_version(
     conn: &Connection,
     client: &ClientId,
     event: &EventName,
+    version: SchemaVersion,
     schema: &str,
 ) -> Result<Insert, DbError> {
     // Inside BEGIN IMMEDIATE: no other connection, in any process, can write between the
-    // read and the insert, so exactly one registration of a pair wins.
-    if let Some(existing) = latest_schema(conn, client, event)? {
-        return Ok(Insert::Existing(existing));
+    // read and the insert, so exactly one registration of a version wins.
+    if let Some(existing) = schema_version(conn, client, event, Some(version))? {
+        return Ok(Insert::Taken(existing));
     }
     conn.prepare_cached(
-        "INSERT INTO schemas (client, event, version, schema) VALUES (?1, ?2, 1, ?3)",
+        "INSERT INTO schemas (client, event, version, schema) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![client.as_str(), event.as_str(), schema])?;
-    Ok(Insert::Inserted(SchemaVersion::FIRST))
+    .execute(params![
+        client.as_str(),
+        event.as_str(),
+        version.get(),
+        schema
+    ])?;
+    Ok(Insert::Inserted)
+}
+
+fn set_compatibility(
+    conn: &Connection,
+    client: &ClientId,
+    event: &EventName,
+    mode: Mode,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO compatibility (client, event, mode) VALUES (?1, ?2, ?3)
+         ON CONFLICT (client, event) DO UPDATE SET mode = excluded.mode",
+    )?
+    .execute(params![client.as_str(), event.as_str(), mode.as_str()])?;
+    Ok(())
 }
