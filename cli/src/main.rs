@@ -3,6 +3,7 @@
 
 mod listen;
 mod produce;
+mod schema;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -52,6 +53,9 @@ enum Command {
     },
     /// The original demo: register SpongeBob/Fruits (or Colors) and send random events.
     Produce(produce::Args),
+    /// Manage a pair's schema versions on a running gateway: register, check, get, versions,
+    /// compatibility.
+    Schema(schema::Args),
     /// Print each event of a pair as it arrives: `listen CLIENT EVENT` or `listen fruits|colors`.
     Listen {
         #[command(flatten)]
@@ -83,6 +87,12 @@ async fn main() -> ExitCode {
         Command::Serve { addr, backends } => serve(addr, backends).await,
         Command::Setup { backends } => setup(backends).await,
         Command::Produce(args) => produce::run(args).await,
+        Command::Schema(args) => match schema::run(args).await {
+            Ok(schema::Outcome::Done) => Ok(()),
+            // The gateway's answer is already printed; only the exit status is left to say.
+            Ok(schema::Outcome::Refused) => return ExitCode::FAILURE,
+            Err(error) => Err(error),
+        },
         Command::Listen { args, event_stream } => listen(args, &event_stream).await,
     };
     match result {

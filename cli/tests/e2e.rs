@@ -172,3 +172,92 @@ fn a_configuration_that_does_not_parse_is_a_start_up_error_naming_the_variable()
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("SCHEMA_STORE"), "{stderr}");
 }
+
+/// Runs `schema ARGS --url URL`; returns whether it succeeded and the JSON it printed.
+fn schema(dir: &Path, url: &str, args: &[&str]) -> (bool, Value) {
+    let output = command(dir)
+        .arg("schema")
+        .args(args)
+        .args(["--url", url])
+        .output()
+        .expect("schema runs");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let printed = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "schema {args:?} printed no JSON ({e}): {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.success(), printed)
+}
+
+#[test]
+fn the_schema_verbs_manage_versions_on_a_running_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = serve(dir.path());
+    let write = |name: &str, schema: Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, schema.to_string()).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let v1 = write(
+        "v1.json",
+        serde_json::json!({"type": "object", "required": ["fruit"]}),
+    );
+    let v2 = write("v2.json", serde_json::json!({"type": "object"}));
+    let stricter = write(
+        "stricter.json",
+        serde_json::json!({"type": "object", "required": ["fruit", "ripe"]}),
+    );
+
+    let (ok, registered) = schema(dir.path(), &url, &["register", "Shop", "Fruits", &v1]);
+    assert!(ok, "{registered}");
+    assert_eq!(registered["version"], 1);
+
+    // A wider schema is compatible: `check` says which version it would get, `register` makes it.
+    let (ok, checked) = schema(dir.path(), &url, &["check", "Shop", "Fruits", &v2]);
+    assert!(
+        ok && checked["compatible"] == true && checked["version"] == 2,
+        "{checked}"
+    );
+    let (ok, _) = schema(dir.path(), &url, &["register", "Shop", "Fruits", &v2]);
+    assert!(ok);
+
+    // A stricter one is refused, and `check` fails the pipeline that runs it.
+    let (ok, checked) = schema(dir.path(), &url, &["check", "Shop", "Fruits", &stricter]);
+    assert!(!ok, "an incompatible schema makes `check` exit non-zero");
+    assert_eq!(checked["compatible"], false);
+    let (ok, refused) = schema(dir.path(), &url, &["register", "Shop", "Fruits", &stricter]);
+    assert!(!ok);
+    assert_eq!(refused["error"], "schema_incompatible");
+
+    let (ok, versions) = schema(dir.path(), &url, &["versions", "Shop", "Fruits"]);
+    assert!(ok);
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
+    let (ok, first) = schema(
+        dir.path(),
+        &url,
+        &["get", "Shop", "Fruits", "--version", "1"],
+    );
+    assert!(ok);
+    assert_eq!(first["schema"]["required"][0], "fruit");
+
+    let (ok, set) = schema(
+        dir.path(),
+        &url,
+        &["compatibility", "Shop", "Fruits", "NONE"],
+    );
+    assert!(ok, "{set}");
+    let (ok, mode) = schema(dir.path(), &url, &["compatibility", "Shop", "Fruits"]);
+    assert!(
+        ok && mode["compatibility"] == "NONE" && mode["default"] == false,
+        "{mode}"
+    );
+    let (ok, bad) = schema(
+        dir.path(),
+        &url,
+        &["compatibility", "Shop", "Fruits", "SIDEWAYS"],
+    );
+    assert!(!ok);
+    assert_eq!(bad["error"], "invalid_compatibility");
+}

@@ -50,7 +50,9 @@ pub enum ApiError {
     InvalidBatch { max: usize },
     #[error("invalid `version` parameter: {0}")]
     InvalidVersion(#[source] VersionError),
-    #[error("the query string is malformed or names a parameter twice")]
+    #[error("`version` is given more than once")]
+    DuplicateVersion,
+    #[error("the query string is not valid URL encoding")]
     InvalidQuery,
     #[error(transparent)]
     InvalidCompatibility(UnknownMode),
@@ -83,7 +85,9 @@ impl ApiError {
             ApiError::DuplicateFormField(_) => (StatusCode::BAD_REQUEST, "duplicate_form_field"),
             ApiError::InvalidJson { .. } => (StatusCode::BAD_REQUEST, "invalid_json"),
             ApiError::InvalidBatch { .. } => (StatusCode::BAD_REQUEST, "invalid_batch"),
-            ApiError::InvalidVersion(_) => (StatusCode::BAD_REQUEST, "invalid_version"),
+            ApiError::InvalidVersion(_) | ApiError::DuplicateVersion => {
+                (StatusCode::BAD_REQUEST, "invalid_version")
+            }
             ApiError::InvalidQuery => (StatusCode::BAD_REQUEST, "invalid_query"),
             ApiError::InvalidCompatibility(_) | ApiError::MissingCompatibility => {
                 (StatusCode::BAD_REQUEST, "invalid_compatibility")

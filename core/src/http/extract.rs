@@ -139,7 +139,7 @@ impl<S: Send + Sync> FromRequestParts<S> for VersionQuery {
             (Some((_, raw)), None) => SchemaVersion::parse(raw)
                 .map(|version| Self(Some(version)))
                 .map_err(ApiError::InvalidVersion),
-            (Some(_), Some(_)) => Err(ApiError::InvalidQuery),
+            (Some(_), Some(_)) => Err(ApiError::DuplicateVersion),
         }
     }
 }

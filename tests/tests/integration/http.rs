@@ -18,13 +18,13 @@ use serde_json::{Value, json};
 const JSON: &str = "application/json";
 const FORM: &str = "application/x-www-form-urlencoded";
 
-struct Gateway {
-    router: Router,
-    stream: MemoryEventStream,
-    store: Arc<MemorySchemaStore>,
+pub(crate) struct Gateway {
+    pub router: Router,
+    pub stream: MemoryEventStream,
+    pub store: Arc<MemorySchemaStore>,
 }
 
-fn gateway() -> Gateway {
+pub(crate) fn gateway() -> Gateway {
     let store = Arc::new(MemorySchemaStore::new());
     let stream = MemoryEventStream::new();
     let processor = Processor::new(store.clone(), Arc::new(stream.clone()));
@@ -36,7 +36,7 @@ fn gateway() -> Gateway {
 }
 
 impl Gateway {
-    async fn call(
+    pub async fn call(
         &self,
         method: Method,
         uri: &str,
@@ -50,24 +50,24 @@ impl Gateway {
         api::send(&self.router, request.body(body.into()).unwrap()).await
     }
 
-    async fn post_json(&self, uri: &str, body: &Value) -> Reply {
+    pub async fn post_json(&self, uri: &str, body: &Value) -> Reply {
         api::post_json(&self.router, uri, body).await
     }
 
-    async fn post_form(&self, uri: &str, field: &str, json_text: &str) -> Reply {
+    pub async fn post_form(&self, uri: &str, field: &str, json_text: &str) -> Reply {
         api::post_form(&self.router, uri, &[(field, json_text)]).await
     }
 
-    async fn get(&self, uri: &str) -> Reply {
+    pub async fn get(&self, uri: &str) -> Reply {
         api::get(&self.router, uri).await
     }
 
-    async fn register(&self, client: &str, event: &str, schema: &Value) -> Reply {
+    pub async fn register(&self, client: &str, event: &str, schema: &Value) -> Reply {
         self.post_json(&format!("/{client}/{event}/register_event"), schema)
             .await
     }
 
-    fn published(&self, client: &str, event: &str) -> Vec<Value> {
+    pub fn published(&self, client: &str, event: &str) -> Vec<Value> {
         let (client, event) = (
             ClientId::parse(client).unwrap(),
             EventName::parse(event).unwrap(),
@@ -80,7 +80,7 @@ impl Gateway {
     }
 }
 
-fn person_schema() -> Value {
+pub(crate) fn person_schema() -> Value {
     json!({
         "type": "object",
         "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
@@ -136,13 +136,13 @@ async fn registering_the_identical_schema_again_is_200_with_the_same_body() {
 }
 
 #[tokio::test]
-async fn registering_a_different_schema_for_a_registered_pair_is_409() {
+async fn registering_an_incompatible_schema_for_a_registered_pair_is_409() {
     let gw = gateway();
     gw.register("SpongeBob", "Fruits", &person_schema()).await;
     let reply = gw
         .register("SpongeBob", "Fruits", &json!({"type": "array"}))
         .await;
-    assert_failure(&reply, StatusCode::CONFLICT, "schema_conflict");
+    assert_failure(&reply, StatusCode::CONFLICT, "schema_incompatible");
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 
 mod http;
 mod memory;
+mod versions;
 
 #[cfg(feature = "sqlite")]
 mod sqlite;

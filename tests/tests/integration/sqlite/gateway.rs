@@ -72,7 +72,7 @@ async fn schemas_versions_and_events_survive_a_restart_in_order() {
 
     let db = SqliteDb::open(&path).unwrap();
     let stored = db
-        .get(&client, &event_name("Fruits"), deadline())
+        .get(&client, &event_name("Fruits"), None, deadline())
         .await
         .unwrap()
         .expect("schema kept");
@@ -137,7 +137,7 @@ async fn a_thousand_concurrent_sends_are_all_committed_with_gap_free_offsets() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_concurrent_different_registrations_give_exactly_one_201() {
+async fn twenty_concurrent_different_registrations_from_two_processes_never_share_a_version() {
     let path = db_path();
     // Two independent handles (two connections, two writer threads) on one file, like two
     // gateway processes.
@@ -148,6 +148,7 @@ async fn twenty_concurrent_different_registrations_give_exactly_one_201() {
     let gateways = [gateway(&first), gateway(&second)];
     let client = unique_client();
 
+    // Schemas that differ only in an annotation are compatible: each must get its own version.
     let attempts: Vec<_> = (0..20)
         .map(|i| {
             let gw = gateways[i % 2].clone();
@@ -157,20 +158,28 @@ async fn twenty_concurrent_different_registrations_give_exactly_one_201() {
             })
         })
         .collect();
-    let mut statuses = Vec::new();
+    let mut versions = Vec::new();
     for attempt in attempts {
-        statuses.push(attempt.await.unwrap().0);
+        let (status, body) = attempt.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        versions.push(body["version"].as_u64().unwrap());
     }
 
-    let created = statuses
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=20).collect::<Vec<u64>>());
+    let history = first
+        .history(&client, &event_name("Race"), deadline())
+        .await
+        .unwrap();
+    let titles: BTreeSet<&str> = history
         .iter()
-        .filter(|s| **s == StatusCode::CREATED)
-        .count();
-    let conflicts = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CONFLICT)
-        .count();
-    assert_eq!((created, conflicts), (1, 19), "{statuses:?}");
+        .map(|v| v.schema["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles.len(),
+        20,
+        "twenty different schemas in twenty versions"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
