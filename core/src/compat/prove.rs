@@ -882,7 +882,6 @@ impl<'a> Engine<'a> {
         if facts.types & OBJECT != 0 {
             step!(self.check_objects(s, conj, facts, sp, l, lmap, lp, sink));
         }
-        // Applicators.
         if !ldraft.ref_overrides_siblings() {
             if let Some(reference) = lmap.get("$ref") {
                 step!(self.follow_ref(s, sp, l, reference, lp, sink));
@@ -1249,8 +1248,9 @@ impl<'a> Engine<'a> {
         ok
     }
 
-    /// A `min*`/`max*` size keyword of L against S's own bound (`extra` raises S's lower bound
-    /// from other facts, e.g. required properties).
+    /// A `min*`/`max*` size keyword of L against S's bounds. `extra` is what S's other facts
+    /// guarantee: a lower bound for `min*` (its required properties), one more than an upper
+    /// bound for `max*` (a closed model, a `false` item position); 0 for nothing.
     #[allow(clippy::too_many_arguments)]
     fn check_size(
         &mut self,

@@ -253,9 +253,10 @@ fn paths_point_into_the_new_schema_under_forward() {
         json!({"$defs": {"n": {"type": "number"}}, "properties": {"a": {"$ref": "#/$defs/n"}}});
     let found = forward(&old, &new);
     assert_eq!(only(&found), ("/$defs/n/type", Kind::TypeWidened));
-    // Backward, the same change is reported where the new schema's `$ref` leads.
+    // With the roles swapped the path is into the other document, now the new one.
     let found = backward(&new, &old);
     assert_eq!(only(&found), ("/properties/a/type", Kind::TypeNarrowed));
+    // Backward, a change behind a `$ref` of the new schema is reported where the `$ref` leads.
     let found = backward(
         &old,
         &json!({"$defs": {"n": {"type": "string"}}, "properties": {"a": {"$ref": "#/$defs/n"}}}),

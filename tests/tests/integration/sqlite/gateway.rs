@@ -11,7 +11,7 @@ use event_processor_core::Processor;
 use event_processor_core::adapters::sqlite::SqliteDb;
 use event_processor_core::http::Api;
 use event_processor_core::ports::{EventSource, SchemaStore, StartAt};
-use event_processor_tests::api::{LoadOutcome, post_json, send_in_rounds};
+use event_processor_tests::api::{self, LoadOutcome, get, post_json, send_in_rounds};
 use event_processor_tests::contract::read_events;
 use event_processor_tests::{deadline, event_name, unique_client};
 use http::StatusCode;
@@ -302,4 +302,83 @@ async fn under_load_with_the_database_intermittently_locked_no_acknowledged_even
     assert_eq!(stored, acknowledged);
     let offsets_seen: Vec<i64> = rows.iter().map(|(offset, _)| *offset).collect();
     assert_eq!(offsets_seen, (0..rows.len() as i64).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_written_by_the_first_release_is_migrated_and_keeps_its_data() {
+    // Given a file exactly as the first release left it: its tables (no `user_version`, no
+    // compatibility table), a registered pair and an accepted event,
+    let path = db_path();
+    let client = unique_client();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../../../fixtures/sqlite-first-release.sql"))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO schemas (client, event, version, schema) VALUES (?1, 'Fruits', 1, ?2)",
+            rusqlite::params![client.as_str(), r#"{"type":"object","required":["fruit"]}"#],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO events (client, event, offset, id, time, dataschema, data)
+             VALUES (?1, 'Fruits', 0, '0190f0e0-0000-7000-8000-000000000001',
+                     '2026-11-01T00:00:00Z', ?2, '{\"fruit\":\"kiwi\"}')",
+            rusqlite::params![
+                client.as_str(),
+                format!("/{client}/Fruits/schema?version=1")
+            ],
+        )
+        .unwrap();
+    }
+
+    // when this release opens it,
+    let db = SqliteDb::open(&path).unwrap();
+    let gw = gateway(&db);
+
+    // then the pair is version 1 with its registration time, its event is still in the log,
+    let versions = get(&gw, &format!("/{client}/Fruits/versions")).await;
+    assert_eq!(versions.status, StatusCode::OK, "{:?}", versions.body);
+    assert_eq!(versions.body["versions"][0]["version"], 1);
+    assert_eq!(offsets(&path, client.as_str(), "Fruits").len(), 1);
+    // new versions and modes work,
+    let (status, body) = post(
+        &gw,
+        &format!("/{client}/Fruits/register_event"),
+        &json!({"type": "object"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["version"]),
+        (StatusCode::CREATED, &json!(2)),
+        "{body}"
+    );
+    let mode = api::call(
+        &gw,
+        http::Method::PUT,
+        &format!("/{client}/Fruits/compatibility"),
+        Some(("application/json", r#"{"compatibility":"FULL"}"#.to_owned())),
+    )
+    .await;
+    assert_eq!(mode.status, StatusCode::OK, "{:?}", mode.body);
+    // and the file records its migration, so opening it again changes nothing.
+    let user_version = |path: &Path| -> i64 {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap()
+    };
+    let migrated = user_version(&path);
+    assert!(migrated >= 2, "user_version {migrated}");
+    drop(gw);
+    drop(db);
+    let again = SqliteDb::open(&path).unwrap();
+    assert_eq!(user_version(&path), migrated);
+    assert_eq!(
+        again
+            .versions(&client, &event_name("Fruits"), deadline())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
