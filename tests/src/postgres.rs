@@ -1,5 +1,6 @@
-//! PostgreSQL test support: the throwaway database `scripts/test` creates, an admin
-//! connection for breaking things on purpose, and a TCP proxy that can cut the store off.
+//! PostgreSQL test support: the throwaway database `scripts/test` creates, databases of a
+//! test's own for what needs a pristine one (migrations), an admin connection for breaking
+//! things on purpose, and a TCP proxy that can cut the store off.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -32,11 +33,95 @@ pub async fn store_at(url: &str) -> PostgresStore {
 
 /// A plain connection to the test database, outside any pool.
 pub async fn admin() -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+    connect(&url()).await
+}
+
+/// A plain connection to the database at `url`, outside any pool.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect to the test database");
     tokio::spawn(connection);
     client
+}
+
+/// `url` naming another database on the same server, as the same user.
+fn url_with_database(url: &str, database: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let query = path.split_once('?').map_or("", |(_, query)| query);
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    format!("{scheme}://{authority}/{database}{query}")
+}
+
+/// A database of the test's own on the test server, for what needs one nobody else wrote to
+/// (migrations, adopting an older layout). Dropped, with every connection still open to it,
+/// when the value goes out of scope, also when the test fails.
+pub struct FreshDatabase {
+    name: String,
+    url: String,
+}
+
+impl FreshDatabase {
+    /// Creates an empty database with a name no other test uses.
+    pub async fn create() -> Self {
+        let name = format!("ep_fresh_{}", crate::uuid_simple());
+        connect(&url_with_database(&url(), "postgres"))
+            .await
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create a database for the test");
+        Self {
+            url: url_with_database(&url(), &name),
+            name,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A plain connection to this database, outside any pool.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        connect(&self.url).await
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        let maintenance = url_with_database(&url(), "postgres");
+        let statement = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        // `drop` may run on the test's runtime, which cannot block on a future: a thread of
+        // its own, with a runtime of its own, can.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let (client, connection) =
+                    tokio_postgres::connect(&maintenance, tokio_postgres::NoTls)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&statement)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!(
+                "could not drop the test database {}: {dropped:?}",
+                self.name
+            );
+        }
+    }
 }
 
 /// Terminates every other backend connected to the test database; returns how many.

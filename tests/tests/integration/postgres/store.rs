@@ -1,19 +1,23 @@
-//! The PostgreSQL schema store beyond the contract: lost connections, migrations, and what
-//! jsonb would otherwise change. Runs on the database `scripts/test` creates.
+//! The PostgreSQL schema store beyond the contract: lost connections, registration races
+//! between gateways, migrations, the compatibility table, and what jsonb would otherwise
+//! change. Runs on the database `scripts/test` creates.
 
 use std::sync::Arc;
 
 use event_processor_core::App;
 use event_processor_core::adapters::memory::MemoryEventStream;
+use event_processor_core::compat::Mode;
 use event_processor_core::config::Config;
-use event_processor_core::ports::SchemaStore;
+use event_processor_core::domain::SchemaVersion;
+use event_processor_core::ports::{Insert, SchemaStore};
 use event_processor_tests::api::{get, post_json};
 use event_processor_tests::postgres::{
     Proxy, admin, server_addr, store, store_at, terminate_other_backends, url, url_via,
 };
-use event_processor_tests::{deadline, unique_client};
+use event_processor_tests::{deadline, event_name, unique_client};
 use http::StatusCode;
 use serde_json::json;
+use tokio_postgres::error::SqlState;
 
 fn app_on(store: Arc<dyn SchemaStore>) -> axum::Router {
     App::new(store, Arc::new(MemoryEventStream::new())).router()
@@ -92,7 +96,7 @@ async fn setup_applies_each_migration_once_however_often_it_runs() {
     let versions: Vec<i32> = admin()
         .await
         .query(
-            "SELECT version FROM event_processor_migrations ORDER BY version",
+            "SELECT version FROM event_processor.migrations ORDER BY version",
             &[],
         )
         .await
@@ -100,7 +104,7 @@ async fn setup_applies_each_migration_once_however_often_it_runs() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2, 3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,9 +129,10 @@ async fn schemas_are_stored_as_jsonb_that_operators_can_query() {
     let client = unique_client();
     let schema = json!({"type": "object", "required": ["fruit"]});
     store
-        .insert_if_absent(
+        .insert_version(
             &client,
-            &event_processor_tests::event_name("Fruits"),
+            &event_name("Fruits"),
+            SchemaVersion::FIRST,
             &schema,
             deadline(),
         )
@@ -137,7 +142,7 @@ async fn schemas_are_stored_as_jsonb_that_operators_can_query() {
     let required: String = admin()
         .await
         .query_one(
-            "SELECT schema -> 'required' ->> 0 FROM event_schemas WHERE client = $1",
+            "SELECT schema -> 'required' ->> 0 FROM event_processor.schemas WHERE client = $1",
             &[&client.as_str()],
         )
         .await
@@ -145,4 +150,104 @@ async fn schemas_are_stored_as_jsonb_that_operators_can_query() {
         .get(0);
 
     assert_eq!(required, "fruit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_racing_for_a_version_have_exactly_one_winner() {
+    // Given two gateways, each with its own pool, on one database, and a registered pair.
+    let gateways: [Arc<dyn SchemaStore>; 2] = [store().await, store().await];
+    let (client, event) = (unique_client(), event_name("Fruits"));
+    let second = SchemaVersion::new(2).unwrap();
+    let first = gateways[0]
+        .insert_version(
+            &client,
+            &event,
+            SchemaVersion::FIRST,
+            &json!({}),
+            deadline(),
+        )
+        .await;
+    assert_eq!(first.unwrap(), Insert::Inserted);
+
+    // When 20 registrations of version 2, with different schemas, race through both.
+    let racing: Vec<_> = (0..20)
+        .map(|i| {
+            let store = gateways[i % 2].clone();
+            let (client, event) = (client.clone(), event.clone());
+            tokio::spawn(async move {
+                let schema = json!({"title": format!("contender {i}")});
+                let insert = store
+                    .insert_version(&client, &event, second, &schema, deadline())
+                    .await
+                    .unwrap();
+                (schema, insert)
+            })
+        })
+        .collect();
+    let (mut winners, mut taken) = (Vec::new(), Vec::new());
+    for task in racing {
+        match task.await.unwrap() {
+            (schema, Insert::Inserted) => winners.push(schema),
+            (_, Insert::Taken(winner)) => taken.push(winner),
+        }
+    }
+
+    // Then exactly one wins, every other one is told the winner's schema, and it is stored.
+    assert_eq!(winners.len(), 1, "exactly one registration wins version 2");
+    assert_eq!(taken.len(), 19);
+    for winner in &taken {
+        assert_eq!((winner.version, &winner.schema), (second, &winners[0]));
+    }
+    let history = gateways[1].history(&client, &event, deadline()).await;
+    let stored: Vec<_> = history.unwrap().into_iter().map(|s| s.schema).collect();
+    assert_eq!(stored, [json!({}), winners[0].clone()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeating_a_registration_finds_its_own_version_taken_with_its_own_schema() {
+    // A retry after a lost reply repeats the insert its first attempt committed.
+    let store = store().await;
+    let (client, event) = (unique_client(), event_name("Fruits"));
+    let schema = json!({"type": "object"});
+    let first = store
+        .insert_version(&client, &event, SchemaVersion::FIRST, &schema, deadline())
+        .await;
+
+    let again = store
+        .insert_version(&client, &event, SchemaVersion::FIRST, &schema, deadline())
+        .await;
+
+    assert_eq!(first.unwrap(), Insert::Inserted);
+    match again.unwrap() {
+        Insert::Taken(own) => assert_eq!((own.version, own.schema), (SchemaVersion::FIRST, schema)),
+        other => panic!("expected Taken, got {other:?}"),
+    }
+    let history = store.history(&client, &event, deadline()).await.unwrap();
+    assert_eq!(history.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compatibility_table_holds_the_seven_modes_and_refuses_any_other() {
+    let store = store().await;
+    let (client, event) = (unique_client(), event_name("Fruits"));
+    for mode in Mode::ALL {
+        store
+            .set_compatibility(&client, &event, mode, deadline())
+            .await
+            .unwrap();
+        let got = store.compatibility(&client, &event, deadline()).await;
+        assert_eq!(got.unwrap(), Some(mode));
+    }
+
+    let refused = admin()
+        .await
+        .execute(
+            "UPDATE event_processor.compatibility SET mode = 'SIDEWAYS'
+             WHERE client = $1 AND event = $2",
+            &[&client.as_str(), &event.as_str()],
+        )
+        .await
+        .expect_err("an unknown mode is refused");
+
+    assert_eq!(refused.code(), Some(&SqlState::CHECK_VIOLATION));
 }

@@ -1,0 +1,11 @@
+-- Every table of the gateway lives in the PostgreSQL schema `event_processor`, where no other
+-- application's table can collide with it: the original service has its own
+-- `public.event_schemas`, of another layout.
+--
+-- Migrations run with `search_path = event_processor`, so migration 1 created
+-- `event_processor.event_schemas`. A database of the previous release had that table in
+-- `public`; the gateway moved it here (`ALTER TABLE ... SET SCHEMA`) in the same transaction,
+-- just before this migration. Inside our own schema the table takes its short name. Only the
+-- name changes: rows, the primary key and the checks stay as they are (their names keep the
+-- `event_schemas_` prefix PostgreSQL gave them).
+ALTER TABLE event_processor.event_schemas RENAME TO schemas;
