@@ -4,6 +4,7 @@
 mod listen;
 mod produce;
 mod schema;
+mod token;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -11,9 +12,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use event_processor_core::App;
 use event_processor_core::config::{
-    Config, DEFAULT_BACKEND, EVENT_STREAM_VAR, SCHEMA_STORE_VAR, StreamConfig,
+    AUTH_JWKS_VAR, Config, DEFAULT_BACKEND, EVENT_STREAM_VAR, SCHEMA_STORE_VAR, StoreConfig,
+    StreamConfig,
 };
 use event_processor_core::error::ErrorChain;
+use event_processor_core::http::Auth;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -56,6 +59,10 @@ enum Command {
     /// Manage a pair's schema versions on a running gateway: register, check, get, versions,
     /// compatibility.
     Schema(schema::Args),
+    /// Generate a signing key and its JWKS, for running `serve` with AUTH=jwt locally.
+    Keygen(token::KeygenArgs),
+    /// Mint a bearer token for local use (`produce --token`, curl).
+    Token(token::TokenArgs),
     /// Print each event of a pair as it arrives: `listen CLIENT EVENT` or `listen fruits|colors`.
     Listen {
         #[command(flatten)]
@@ -68,6 +75,25 @@ enum Command {
 
 /// A command's failure, reported on stderr with its whole cause chain.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where `produce` and `schema` take a bearer token from, when `--token` is not given.
+pub(crate) const TOKEN_VAR: &str = "EVENT_PROCESSOR_TOKEN";
+
+/// The HTTP client of the commands that talk to a running gateway, sending `token` as a
+/// bearer token on every request when there is one.
+pub(crate) fn http_client(token: Option<&str>) -> Result<reqwest::Client, BoxError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the token is not a valid HTTP header value")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .default_headers(headers)
+        .build()?)
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -87,6 +113,8 @@ async fn main() -> ExitCode {
         Command::Serve { addr, backends } => serve(addr, backends).await,
         Command::Setup { backends } => setup(backends).await,
         Command::Produce(args) => produce::run(args).await,
+        Command::Keygen(args) => token::keygen(args),
+        Command::Token(args) => token::token(args),
         Command::Schema(args) => match schema::run(args).await {
             Ok(schema::Outcome::Done) => Ok(()),
             // The gateway's answer is already printed; only the exit status is left to say.
@@ -105,14 +133,32 @@ async fn main() -> ExitCode {
 }
 
 impl Backends {
+    /// The whole configuration: the backends from the flags (or their variables), everything
+    /// else (DEFAULT_COMPATIBILITY, AUTH, ...) from the environment.
     fn config(&self) -> Result<Config, BoxError> {
-        Ok(Config::parse(&self.schema_store, &self.event_stream)?)
+        let mut config = Config::from_env()?;
+        config.store = StoreConfig::parse(&self.schema_store)?;
+        config.stream = StreamConfig::parse(&self.event_stream)?;
+        Ok(config)
     }
 }
 
 async fn serve(addr: SocketAddr, backends: Backends) -> Result<(), BoxError> {
     let config = backends.config()?;
     let app = App::build(&config).await?;
+    match app.auth() {
+        Auth::Off => tracing::warn!(
+            "AUTH=none: anyone who can reach {addr} may register, read and send any client's events"
+        ),
+        Auth::Verify(_) => {}
+        // Nothing in front of `serve` verifies tokens for it.
+        Auth::Authorizer => {
+            return Err(format!(
+                "AUTH=jwt needs {AUTH_JWKS_VAR}=file:PATH (a JWKS document) for serve"
+            )
+            .into());
+        }
+    }
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     // Scripts and tests read this line to learn the bound port (e.g. with --addr 127.0.0.1:0).

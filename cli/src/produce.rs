@@ -22,6 +22,9 @@ pub struct Args {
     /// Events per second.
     #[arg(long, default_value_t = 1.0)]
     rate: f64,
+    /// A bearer token, for a gateway running with AUTH=jwt (`event-processor token`).
+    #[arg(long, env = crate::TOKEN_VAR, hide_env_values = true)]
+    token: Option<String>,
 }
 
 const FRUITS: &[&str] = &[
@@ -99,9 +102,7 @@ pub async fn run(args: Args) -> Result<(), BoxError> {
     let interval = send_interval(args.rate)?;
     let demo = Demo::named(&args.demo);
     let base = args.url.trim_end_matches('/');
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    let client = crate::http_client(args.token.as_deref())?;
 
     let register = client
         .post(format!("{base}/SpongeBob/{}/register_event", demo.event))

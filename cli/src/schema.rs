@@ -17,6 +17,9 @@ pub struct Args {
     /// The gateway's base URL.
     #[arg(long, global = true, default_value = "http://127.0.0.1:5000")]
     url: String,
+    /// A bearer token, for a gateway running with AUTH=jwt (`event-processor token`).
+    #[arg(long, global = true, env = crate::TOKEN_VAR, hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -115,9 +118,7 @@ pub async fn run(args: Args) -> Result<Outcome, BoxError> {
             ),
         },
     };
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()?;
+    let client = crate::http_client(args.token.as_deref())?;
     let mut request = client.request(method, &url);
     if let Some(body) = &body {
         request = request.json(body);

@@ -9,10 +9,13 @@
 use std::sync::Arc;
 
 use crate::adapters::memory::{MemoryEventStream, MemorySchemaStore};
+use crate::auth::{JwksError, JwtVerifier};
 use crate::config::{
-    Config, ConfigError, EVENT_STREAM_VAR, SCHEMA_STORE_VAR, StoreConfig, StreamConfig,
+    AUTH_JWKS_VAR, AuthConfig, Config, ConfigError, EVENT_STREAM_VAR, SCHEMA_STORE_VAR,
+    StoreConfig, StreamConfig,
 };
 use crate::error::{Cause, cause};
+use crate::http::Auth;
 use crate::ports::{EventSource, EventStream, SchemaStore, StoreError, StreamError};
 use crate::processor::Processor;
 
@@ -35,6 +38,14 @@ pub enum AppError {
         #[source]
         source: Cause,
     },
+    #[error("could not read the JWKS named by {AUTH_JWKS_VAR} ({})", .path.display())]
+    ReadJwks {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the JWKS named by {AUTH_JWKS_VAR} is not usable")]
+    Jwks(#[source] JwksError),
     #[error(
         "{EVENT_STREAM_VAR}=memory: lives inside the serving process and cannot be listened to"
     )]
@@ -97,12 +108,14 @@ pub struct WarmUpReport {
     pub stream: Result<(), StreamError>,
 }
 
-/// The backends a process runs on and the processor over them, built once.
+/// The backends a process runs on, the processor over them and how its callers are
+/// authenticated, built once.
 #[derive(Clone)]
 pub struct App {
     processor: Processor,
     store: Arc<dyn SchemaStore>,
     stream: Arc<dyn EventStream>,
+    auth: Auth,
 }
 
 impl App {
@@ -112,6 +125,7 @@ impl App {
             processor: Processor::new(store.clone(), stream.clone()),
             store,
             stream,
+            auth: Auth::Off,
         }
     }
 
@@ -128,6 +142,7 @@ impl App {
             processor,
             store,
             stream,
+            auth: auth(&config.auth)?,
         })
     }
 
@@ -140,9 +155,16 @@ impl App {
         &self.processor
     }
 
+    /// How this app's callers are authenticated.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
     /// The HTTP API over this app's processor.
     pub fn router(&self) -> axum::Router {
-        crate::http::Api::new(self.processor.clone()).router()
+        crate::http::Api::new(self.processor.clone())
+            .auth(self.auth.clone())
+            .router()
     }
 
     /// Opens the connections `backends` need before the first request does (a Lambda's init
@@ -163,6 +185,27 @@ impl App {
         self.store.setup().await.map_err(AppError::SetupStore)?;
         self.stream.setup().await.map_err(AppError::SetupStream)?;
         Ok(())
+    }
+}
+
+/// `AUTH=jwt` with a JWKS: tokens verified here; without one: verified upstream by API
+/// Gateway's JWT authorizer, whose claims arrive with each request.
+fn auth(config: &AuthConfig) -> Result<Auth, AppError> {
+    match config {
+        AuthConfig::None => Ok(Auth::Off),
+        AuthConfig::Jwt {
+            jwks: Some(path),
+            issuer,
+            audience,
+        } => {
+            let document = std::fs::read(path).map_err(|source| AppError::ReadJwks {
+                path: path.clone(),
+                source,
+            })?;
+            let verifier = JwtVerifier::new(&document, issuer, audience).map_err(AppError::Jwks)?;
+            Ok(Auth::Verify(Arc::new(verifier)))
+        }
+        AuthConfig::Jwt { jwks: None, .. } => Ok(Auth::Authorizer),
     }
 }
 

@@ -12,6 +12,10 @@ use crate::compat::Mode;
 pub const SCHEMA_STORE_VAR: &str = "SCHEMA_STORE";
 pub const EVENT_STREAM_VAR: &str = "EVENT_STREAM";
 pub const DEFAULT_COMPATIBILITY_VAR: &str = "DEFAULT_COMPATIBILITY";
+pub const AUTH_VAR: &str = "AUTH";
+pub const AUTH_JWKS_VAR: &str = "AUTH_JWKS";
+pub const AUTH_ISSUER_VAR: &str = "AUTH_ISSUER";
+pub const AUTH_AUDIENCE_VAR: &str = "AUTH_AUDIENCE";
 /// What the local server uses when nothing is configured.
 pub const DEFAULT_BACKEND: &str = "sqlite:event-processor.db";
 
@@ -188,6 +192,62 @@ impl StreamConfig {
     }
 }
 
+/// Who may call the API (`AUTH`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AuthConfig {
+    /// `AUTH=none`: anyone may do anything (the local default; `serve` warns).
+    #[default]
+    None,
+    /// `AUTH=jwt`: every request needs a bearer token from `issuer` for `audience`, verified
+    /// against the JWKS at `jwks` — or, without `jwks`, already verified upstream (API
+    /// Gateway's JWT authorizer), whose claims the Lambda runtime hands over.
+    Jwt {
+        jwks: Option<PathBuf>,
+        issuer: String,
+        audience: String,
+    },
+}
+
+impl AuthConfig {
+    /// Parses `AUTH` and, for `jwt`, its companions (`None` when a variable is unset).
+    pub fn parse(
+        auth: Option<&str>,
+        jwks: Option<&str>,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        match auth.unwrap_or("none") {
+            "none" => Ok(Self::None),
+            "jwt" => {
+                let required = |variable: &'static str, value: Option<&str>| match value {
+                    Some(value) if !value.trim().is_empty() => Ok(value.to_owned()),
+                    _ => Err(ConfigError::new(
+                        variable,
+                        value.unwrap_or_default(),
+                        "AUTH=jwt needs it",
+                    )),
+                };
+                let jwks = jwks
+                    .map(|value| match value.strip_prefix("file:") {
+                        Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
+                        _ => Err(ConfigError::new(
+                            AUTH_JWKS_VAR,
+                            value,
+                            "expected file:PATH (a JWKS document)",
+                        )),
+                    })
+                    .transpose()?;
+                Ok(Self::Jwt {
+                    jwks,
+                    issuer: required(AUTH_ISSUER_VAR, issuer)?,
+                    audience: required(AUTH_AUDIENCE_VAR, audience)?,
+                })
+            }
+            other => Err(ConfigError::new(AUTH_VAR, other, "expected none or jwt")),
+        }
+    }
+}
+
 /// The whole configuration of a process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -195,6 +255,7 @@ pub struct Config {
     pub stream: StreamConfig,
     /// The compatibility mode of pairs that have none of their own.
     pub default_compatibility: Mode,
+    pub auth: AuthConfig,
 }
 
 impl Config {
@@ -204,6 +265,7 @@ impl Config {
             store: StoreConfig::parse(store)?,
             stream: StreamConfig::parse(stream)?,
             default_compatibility: Mode::default(),
+            auth: AuthConfig::None,
         })
     }
 
@@ -215,25 +277,38 @@ impl Config {
         Ok(self)
     }
 
-    /// Reads `SCHEMA_STORE` and `EVENT_STREAM` (each defaulting to [`DEFAULT_BACKEND`]) and
-    /// `DEFAULT_COMPATIBILITY` (default `BACKWARD`).
+    /// Reads `SCHEMA_STORE` and `EVENT_STREAM` (each defaulting to [`DEFAULT_BACKEND`]),
+    /// `DEFAULT_COMPATIBILITY` (default `BACKWARD`) and `AUTH` (default `none`) with its
+    /// companions.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::parse(
+        let mut config = Self::parse(
             &env_or(SCHEMA_STORE_VAR, DEFAULT_BACKEND)?,
             &env_or(EVENT_STREAM_VAR, DEFAULT_BACKEND)?,
         )?
         .with_default_compatibility(&env_or(
             DEFAULT_COMPATIBILITY_VAR,
             Mode::default().as_str(),
-        )?)
+        )?)?;
+        config.auth = AuthConfig::parse(
+            env_opt(AUTH_VAR)?.as_deref(),
+            env_opt(AUTH_JWKS_VAR)?.as_deref(),
+            env_opt(AUTH_ISSUER_VAR)?.as_deref(),
+            env_opt(AUTH_AUDIENCE_VAR)?.as_deref(),
+        )?;
+        Ok(config)
     }
 }
 
 /// A variable's value, or `default` when it is unset.
 pub fn env_or(variable: &'static str, default: &str) -> Result<String, ConfigError> {
+    Ok(env_opt(variable)?.unwrap_or_else(|| default.to_owned()))
+}
+
+/// A variable's value, if it is set.
+pub fn env_opt(variable: &'static str) -> Result<Option<String>, ConfigError> {
     match std::env::var(variable) {
-        Ok(value) => Ok(value),
-        Err(std::env::VarError::NotPresent) => Ok(default.to_owned()),
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
         Err(std::env::VarError::NotUnicode(raw)) => Err(ConfigError::new(
             variable,
             &raw.to_string_lossy(),
@@ -304,6 +379,46 @@ mod tests {
             error.to_string().starts_with(DEFAULT_COMPATIBILITY_VAR),
             "{error}"
         );
+    }
+
+    #[test]
+    fn auth_parses_its_forms_and_names_the_missing_variable() {
+        assert_eq!(
+            AuthConfig::parse(None, None, None, None).unwrap(),
+            AuthConfig::None
+        );
+        assert_eq!(
+            AuthConfig::parse(
+                Some("jwt"),
+                Some("file:keys.json"),
+                Some("iss"),
+                Some("aud")
+            )
+            .unwrap(),
+            AuthConfig::Jwt {
+                jwks: Some("keys.json".into()),
+                issuer: "iss".into(),
+                audience: "aud".into()
+            }
+        );
+        for (result, variable) in [
+            (AuthConfig::parse(Some("JWT"), None, None, None), AUTH_VAR),
+            (
+                AuthConfig::parse(Some("jwt"), None, None, Some("aud")),
+                AUTH_ISSUER_VAR,
+            ),
+            (
+                AuthConfig::parse(Some("jwt"), None, Some("iss"), Some(" ")),
+                AUTH_AUDIENCE_VAR,
+            ),
+            (
+                AuthConfig::parse(Some("jwt"), Some("https://x/jwks"), Some("i"), Some("a")),
+                AUTH_JWKS_VAR,
+            ),
+        ] {
+            let message = result.unwrap_err().to_string();
+            assert!(message.starts_with(variable), "{message}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod adapters;
 pub mod app;
+pub mod auth;
 pub mod compat;
 pub mod config;
 pub mod domain;

@@ -5,8 +5,11 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::auth::Unauthenticated;
 use super::response::{Code, FailureDetails, Reply};
+use crate::auth::Action;
 use crate::compat::UnknownMode;
+use crate::domain::ClientId;
 use crate::domain::NameError;
 use crate::domain::VersionError;
 use crate::error::ErrorChain;
@@ -58,6 +61,10 @@ pub enum ApiError {
     InvalidCompatibility(UnknownMode),
     #[error("the body must be a JSON object with a string member `compatibility`")]
     MissingCompatibility,
+    #[error("a valid bearer token is required")]
+    Unauthenticated(#[source] Unauthenticated),
+    #[error("the token does not allow {action} on client {client}")]
+    Forbidden { action: Action, client: ClientId },
     #[error("no route for {method} {path}")]
     NotFound { method: String, path: String },
     #[error("method {0} is not allowed on this route")]
@@ -92,6 +99,8 @@ impl ApiError {
             ApiError::InvalidCompatibility(_) | ApiError::MissingCompatibility => {
                 (StatusCode::BAD_REQUEST, "invalid_compatibility")
             }
+            ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Process(P::NotRegistered { .. }) => {
@@ -193,6 +202,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -14,20 +14,23 @@ use serde_json::Value;
 use tracing::Span;
 
 use super::AppState;
+use super::auth::{Permission, authorize};
 use super::body::{self, Limits};
 use super::error::ApiError;
 use crate::compat::Mode;
 use crate::domain::{ClientId, EventName, SchemaVersion};
 use crate::retry::Deadline;
 
-/// The `{client}/{event}` of a pair route, validated, and recorded on the request span.
+/// The `{client}/{event}` of a pair route, validated, recorded on the request span, and
+/// checked against the caller's scopes for the route's action `P` (400, then 403).
 #[derive(Debug)]
-pub(crate) struct Pair {
+pub(crate) struct Pair<P> {
     pub client: ClientId,
     pub event: EventName,
+    permission: PhantomData<P>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Pair {
+impl<S: Send + Sync, P: Permission> FromRequestParts<S> for Pair<P> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
@@ -40,22 +43,29 @@ impl<S: Send + Sync> FromRequestParts<S> for Pair {
             source,
         })?;
         Span::current().record("event", event.as_str());
-        Ok(Self { client, event })
+        authorize::<P>(&parts.extensions, &client)?;
+        Ok(Self {
+            client,
+            event,
+            permission: PhantomData,
+        })
     }
 }
 
-/// The `{client}` of a client route (`list_events`), validated.
+/// The `{client}` of a client route (`list_events`), validated and checked like [`Pair`].
 #[derive(Debug)]
-pub(crate) struct Client(pub ClientId);
+pub(crate) struct Client<P>(pub ClientId, pub PhantomData<P>);
 
-impl<S: Send + Sync> FromRequestParts<S> for Client {
+impl<S: Send + Sync, P: Permission> FromRequestParts<S> for Client<P> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Path(client) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::InvalidPath)?;
-        Ok(Self(client_name(&client)?))
+        let client = client_name(&client)?;
+        authorize::<P>(&parts.extensions, &client)?;
+        Ok(Self(client, PhantomData))
     }
 }
 

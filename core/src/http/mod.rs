@@ -5,6 +5,7 @@
 //! extractors ([`extract`]) validate names and bodies and decide the request's deadline, the
 //! processor does the work, typed bodies ([`response`]) and [`ApiError`] make the answer.
 
+mod auth;
 mod body;
 mod error;
 mod extract;
@@ -23,11 +24,13 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use tracing::{Span, field};
 
+pub use auth::{Auth, AuthorizerClaims, Unauthenticated};
 pub use body::Limits;
 pub use error::{ApiError, RETRY_AFTER_SECS};
 pub use extract::{INVOCATION_MARGIN, InvocationDeadline, MAX_BATCH_ITEMS};
 
 use crate::processor::{BatchVerdict, Processor, Registered};
+use auth::{ToRead, ToRegister, ToSend};
 use extract::{
     Batch, Client, Document, EventDocument, ModeBody, Pair, RequestDeadline, SchemaDocument,
     VersionQuery,
@@ -49,6 +52,7 @@ pub(crate) struct AppState {
 /// The HTTP API over a processor, with its settings.
 pub struct Api {
     state: AppState,
+    auth: Auth,
 }
 
 impl Api {
@@ -60,7 +64,14 @@ impl Api {
                 limits: Limits::default(),
                 request_budget: REQUEST_BUDGET,
             },
+            auth: Auth::Off,
         }
+    }
+
+    /// How requests are authenticated (default: [`Auth::Off`]).
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// Gives each request `budget` instead of [`REQUEST_BUDGET`] (tests of retry deadlines).
@@ -90,6 +101,11 @@ impl Api {
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(self.state)
+            // Before routing: an unauthenticated request learns nothing, not even which routes exist.
+            .layer(axum::middleware::from_fn_with_state(
+                self.auth,
+                auth::authenticate,
+            ))
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(
@@ -119,7 +135,7 @@ impl Api {
 
 async fn register_event(
     State(state): State<AppState>,
-    Pair { client, event }: Pair,
+    Pair { client, event, .. }: Pair<ToRegister>,
     RequestDeadline(deadline): RequestDeadline,
     Document(schema, _): Document<SchemaDocument>,
 ) -> Result<Response, ApiError> {
@@ -141,7 +157,7 @@ async fn register_event(
 
 async fn check_compatibility(
     State(state): State<AppState>,
-    Pair { client, event }: Pair,
+    Pair { client, event, .. }: Pair<ToRegister>,
     RequestDeadline(deadline): RequestDeadline,
     Document(schema, _): Document<SchemaDocument>,
 ) -> Result<Response, ApiError> {
@@ -165,7 +181,7 @@ async fn check_compatibility(
 
 async fn send_event(
     State(state): State<AppState>,
-    Pair { client, event }: Pair,
+    Pair { client, event, .. }: Pair<ToSend>,
     VersionQuery(version): VersionQuery,
     RequestDeadline(deadline): RequestDeadline,
     Document(data, _): Document<EventDocument>,
@@ -180,7 +196,7 @@ async fn send_event(
 
 async fn validate(
     State(state): State<AppState>,
-    Pair { client, event }: Pair,
+    Pair { client, event, .. }: Pair<ToSend>,
     VersionQuery(version): VersionQuery,
     RequestDeadline(deadline): RequestDeadline,
     Document(data, _): Document<EventDocument>,
@@ -194,7 +210,7 @@ async fn validate(
 
 async fn send_events(
     State(state): State<AppState>,
-    Pair { client, event }: Pair,
+    Pair { client, event, .. }: Pair<ToSend>,
     VersionQuery(version): VersionQuery,
     RequestDeadline(deadline): RequestDeadline,
     Batch(items): Batch,
@@ -243,7 +259,7 @@ async fn send_events(
 
 async fn get_schema(
     State(state): State<AppState>,
-    Pair { client, event }: Pair,
+    Pair { client, event, .. }: Pair<ToRead>,
     VersionQuery(version): VersionQuery,
     RequestDeadline(deadline): RequestDeadline,
 ) -> Result<Response, ApiError> {
@@ -260,7 +276,7 @@ async fn get_schema(
 
 async fn versions(
     State(state): State<AppState>,
-    Pair { client, event }: Pair,
+    Pair { client, event, .. }: Pair<ToRead>,
     RequestDeadline(deadline): RequestDeadline,
 ) -> Result<Response, ApiError> {
     let versions = state
@@ -276,7 +292,7 @@ async fn versions(
 
 async fn get_compatibility(
     State(state): State<AppState>,
-    Pair { client, event }: Pair,
+    Pair { client, event, .. }: Pair<ToRead>,
     RequestDeadline(deadline): RequestDeadline,
 ) -> Result<Response, ApiError> {
     let (compatibility, default) = state
@@ -292,7 +308,7 @@ async fn get_compatibility(
 
 async fn put_compatibility(
     State(state): State<AppState>,
-    Pair { client, event }: Pair,
+    Pair { client, event, .. }: Pair<ToRegister>,
     RequestDeadline(deadline): RequestDeadline,
     ModeBody(mode): ModeBody,
 ) -> Result<Response, ApiError> {
@@ -309,7 +325,7 @@ async fn put_compatibility(
 
 async fn list_events(
     State(state): State<AppState>,
-    Client(client): Client,
+    Client(client, _): Client<ToRead>,
     RequestDeadline(deadline): RequestDeadline,
 ) -> Result<Response, ApiError> {
     let events = state

@@ -4,6 +4,7 @@
 //! Backend modules need their cargo feature (`scripts/test` runs with `--all-features`) and
 //! their service (started by `scripts/test`); a missing service fails the test, it never skips.
 
+mod auth;
 mod http;
 mod memory;
 mod versions;
