@@ -1,5 +1,5 @@
 # moto_server for the `aws` tests: the DynamoDB and Kinesis wire protocols on a free loopback
-# port (PyPI `moto[server]`, installed if missing), stopped on exit. Exports what the AWS SDK
+# port (PyPI `moto[server]`, pinned in scripts/requirements-test.txt), stopped on exit. Exports what the AWS SDK
 # reads: AWS_ENDPOINT_URL, AWS_REGION and test credentials (without them the SDK would wait
 # on the instance metadata service).
 
@@ -13,11 +13,7 @@ moto_free_port() {
 }
 
 start_moto() {
-  if ! command -v moto_server >/dev/null; then
-    echo "moto_server is missing; installing moto[server] from PyPI"
-    python3 -m pip install --quiet 'moto[server]'
-    hash -r
-  fi
+  ensure_python_tools
   local port log pid i
   port=$(moto_free_port)
   log="${TMPDIR:-/tmp}/moto-$port.log"

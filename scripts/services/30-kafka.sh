@@ -1,30 +1,18 @@
-# A real Kafka-protocol broker for the `kafka` tests: tansu (crates.io), one process with
-# in-memory storage on a free loopback port, stopped on exit. It is installed once into a
-# cache outside the clone (a cold build takes several minutes). The tests also run against
-# librdkafka's in-process mock cluster, which needs nothing from here.
+# A real Kafka-protocol broker for the `kafka` tests: tansu (crates.io, pinned in
+# scripts/tools.sh), one process with in-memory storage on a free loopback port, stopped on
+# exit. The tests also run against librdkafka's in-process mock cluster, which needs nothing
+# from here.
 #
 # Exports EP_TEST_KAFKA_BROKERS (HOST:PORT of the broker) and EP_TEST_TANSU_BIN (for tests
 # that start, pause and stop a broker of their own).
-
-TANSU_VERSION=0.6.0
-TOOLS_ROOT="${EP_TOOLS_ROOT:-/var/tmp/event-processor-tools}"
-
-install_tansu() {
-  echo "installing tansu $TANSU_VERSION into $TOOLS_ROOT (a cold build takes several minutes)"
-  # Its own temporary target directory: the project's is not the place for a tool's build.
-  env -u CARGO_TARGET_DIR cargo install tansu --version "$TANSU_VERSION" --locked \
-    --features dynostore --root "$TOOLS_ROOT" --quiet
-}
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 start_kafka() {
+  install_tansu
   local bin="$TOOLS_ROOT/bin/tansu"
-  if ! [ -x "$bin" ] || ! "$bin" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-    install_tansu
-  fi
   local port log
   port=$(free_port)
   log=$(mktemp -t tansu.XXXXXX.log)
