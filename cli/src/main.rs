@@ -152,7 +152,7 @@ async fn serve(addr: SocketAddr, backends: Backends) -> Result<(), BoxError> {
         ),
         Auth::Verify(_) => {}
         // Nothing in front of `serve` verifies tokens for it.
-        Auth::Authorizer => {
+        Auth::Authorizer { .. } => {
             return Err(format!(
                 "AUTH=jwt needs {AUTH_JWKS_VAR}=file:PATH (a JWKS document) for serve"
             )

@@ -197,15 +197,24 @@ fn auth(config: &AuthConfig) -> Result<Auth, AppError> {
             jwks: Some(path),
             issuer,
             audience,
+            scope_prefix,
         } => {
             let document = std::fs::read(path).map_err(|source| AppError::ReadJwks {
                 path: path.clone(),
                 source,
             })?;
-            let verifier = JwtVerifier::new(&document, issuer, audience).map_err(AppError::Jwks)?;
+            let verifier = JwtVerifier::new(&document, issuer, audience)
+                .map_err(AppError::Jwks)?
+                .with_scope_prefix(scope_prefix);
             Ok(Auth::Verify(Arc::new(verifier)))
         }
-        AuthConfig::Jwt { jwks: None, .. } => Ok(Auth::Authorizer),
+        AuthConfig::Jwt {
+            jwks: None,
+            scope_prefix,
+            ..
+        } => Ok(Auth::Authorizer {
+            scope_prefix: scope_prefix.as_str().into(),
+        }),
     }
 }
 

@@ -16,6 +16,7 @@ pub const AUTH_VAR: &str = "AUTH";
 pub const AUTH_JWKS_VAR: &str = "AUTH_JWKS";
 pub const AUTH_ISSUER_VAR: &str = "AUTH_ISSUER";
 pub const AUTH_AUDIENCE_VAR: &str = "AUTH_AUDIENCE";
+pub const AUTH_SCOPE_PREFIX_VAR: &str = "AUTH_SCOPE_PREFIX";
 /// What the local server uses when nothing is configured.
 pub const DEFAULT_BACKEND: &str = "sqlite:event-processor.db";
 
@@ -205,6 +206,9 @@ pub enum AuthConfig {
         jwks: Option<PathBuf>,
         issuer: String,
         audience: String,
+        /// What the identity provider puts before the gateway's scopes (`AUTH_SCOPE_PREFIX`;
+        /// Amazon Cognito: `{resource server identifier}/`). Empty by default.
+        scope_prefix: String,
     },
 }
 
@@ -241,6 +245,7 @@ impl AuthConfig {
                     jwks,
                     issuer: required(AUTH_ISSUER_VAR, issuer)?,
                     audience: required(AUTH_AUDIENCE_VAR, audience)?,
+                    scope_prefix: String::new(),
                 })
             }
             other => Err(ConfigError::new(AUTH_VAR, other, "expected none or jwt")),
@@ -295,6 +300,9 @@ impl Config {
             env_opt(AUTH_ISSUER_VAR)?.as_deref(),
             env_opt(AUTH_AUDIENCE_VAR)?.as_deref(),
         )?;
+        if let AuthConfig::Jwt { scope_prefix, .. } = &mut config.auth {
+            *scope_prefix = env_or(AUTH_SCOPE_PREFIX_VAR, "")?;
+        }
         Ok(config)
     }
 }
@@ -398,7 +406,8 @@ mod tests {
             AuthConfig::Jwt {
                 jwks: Some("keys.json".into()),
                 issuer: "iss".into(),
-                audience: "aud".into()
+                audience: "aud".into(),
+                scope_prefix: String::new(),
             }
         );
         for (result, variable) in [

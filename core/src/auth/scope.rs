@@ -107,6 +107,31 @@ impl Principal {
         Self::from_scopes(scope.split(' '))
     }
 
+    /// [`Principal::from_scope_claim`] for scopes an identity provider names with a `prefix`:
+    /// Amazon Cognito writes a custom scope as `{resource server identifier}/{scope}`, so with
+    /// the prefix `event-processor/` the scope `event-processor/alpha:send` grants `alpha:send`.
+    /// A scope without the prefix grants nothing (another resource server's scopes never count).
+    pub fn from_prefixed_scope_claim(scope: &str, prefix: &str) -> Self {
+        Self::from_prefixed_scopes(scope.split(' '), prefix)
+    }
+
+    /// [`Principal::from_scopes`] for scopes named with a `prefix`; see
+    /// [`Principal::from_prefixed_scope_claim`].
+    pub fn from_prefixed_scopes<I, S>(scopes: I, prefix: &str) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let grants: Vec<Grant> = scopes
+            .into_iter()
+            .filter_map(|s| s.as_ref().strip_prefix(prefix).and_then(Grant::parse))
+            .collect();
+        Principal {
+            subject: None,
+            grants: grants.into(),
+        }
+    }
+
     /// From a list of scopes, one scope token each, as API Gateway's JWT authorizer hands them
     /// over. An item that is not exactly one valid scope (e.g. it contains a space) grants
     /// nothing.
@@ -115,14 +140,7 @@ impl Principal {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let grants: Vec<Grant> = scopes
-            .into_iter()
-            .filter_map(|s| Grant::parse(s.as_ref()))
-            .collect();
-        Principal {
-            subject: None,
-            grants: grants.into(),
-        }
+        Self::from_prefixed_scopes(scopes, "")
     }
 
     /// The same principal with the token's `sub` claim attached, for request logs.
@@ -191,5 +209,19 @@ mod tests {
     fn a_list_item_holding_two_scopes_grants_nothing() {
         let p = Principal::from_scopes(["alpha:send beta:read"]);
         assert!(p.grants_nothing());
+    }
+
+    #[test]
+    fn a_prefixed_scope_grants_only_with_its_exact_prefix() {
+        let p = Principal::from_prefixed_scope_claim(
+            "event-processor/alpha:send other-app/beta:send beta:read",
+            "event-processor/",
+        );
+        assert!(p.allows(Action::Send, "alpha"));
+        assert!(
+            !p.allows(Action::Send, "beta"),
+            "another resource server's scope"
+        );
+        assert!(!p.allows(Action::Read, "beta"), "an unprefixed scope");
     }
 }

@@ -170,6 +170,9 @@ pub struct JwtVerifier {
     es256: Validation,
     cache: TokenCache,
     signature_checks: AtomicU64,
+    /// The prefix the identity provider puts before the gateway's scopes (see
+    /// `Principal::from_prefixed_scope_claim`); empty by default.
+    scope_prefix: String,
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -200,7 +203,16 @@ impl JwtVerifier {
             es256: validation(Algorithm::ES256, issuer, audience),
             cache: TokenCache::new(cache::DEFAULT_CAPACITY),
             signature_checks: AtomicU64::new(0),
+            scope_prefix: String::new(),
         })
+    }
+
+    /// The same verifier for scopes the identity provider names with `prefix` (Amazon Cognito:
+    /// `{resource server identifier}/`).
+    #[must_use]
+    pub fn with_scope_prefix(mut self, prefix: &str) -> Self {
+        self.scope_prefix = prefix.to_owned();
+        self
     }
 
     /// The same verifier with a cache bounded to `capacity` tokens (0 disables caching).
@@ -265,8 +277,12 @@ impl JwtVerifier {
             return Err(AuthError::WrongIssuer);
         }
         let principal = match &claims.scope {
-            Some(ScopeClaim::Text(scope)) => Principal::from_scope_claim(scope),
-            Some(ScopeClaim::List(scopes)) => Principal::from_scopes(scopes),
+            Some(ScopeClaim::Text(scope)) => {
+                Principal::from_prefixed_scope_claim(scope, &self.scope_prefix)
+            }
+            Some(ScopeClaim::List(scopes)) => {
+                Principal::from_prefixed_scopes(scopes, &self.scope_prefix)
+            }
             None => Principal::default(),
         };
         let principal = match claims.sub {

@@ -28,8 +28,9 @@ pub enum Auth {
     Verify(Arc<JwtVerifier>),
     /// `AUTH=jwt` behind API Gateway's JWT authorizer: the token was verified upstream; its
     /// claims arrive as [`AuthorizerClaims`]. A request without them is refused (401), so a
-    /// route deployed without the authorizer does not open the API.
-    Authorizer,
+    /// route deployed without the authorizer does not open the API. Scopes count only with
+    /// `scope_prefix` (`AUTH_SCOPE_PREFIX`, e.g. Cognito's resource server identifier).
+    Authorizer { scope_prefix: Arc<str> },
 }
 
 /// The claims of a token API Gateway's JWT authorizer verified, as the Lambda glue hands them
@@ -45,10 +46,12 @@ pub struct AuthorizerClaims {
 }
 
 impl AuthorizerClaims {
-    fn principal(&self) -> Principal {
+    fn principal(&self, prefix: &str) -> Principal {
         let principal = match (&self.scopes, &self.scope_claim) {
-            (Some(scopes), _) if !scopes.is_empty() => Principal::from_scopes(scopes),
-            (_, Some(claim)) => Principal::from_scope_claim(claim),
+            (Some(scopes), _) if !scopes.is_empty() => {
+                Principal::from_prefixed_scopes(scopes, prefix)
+            }
+            (_, Some(claim)) => Principal::from_prefixed_scope_claim(claim, prefix),
             _ => Principal::default(),
         };
         match &self.subject {
@@ -103,10 +106,10 @@ pub(crate) async fn authenticate(
                 .map(Caller::Principal)
                 .map_err(Unauthenticated::from)
         }
-        Auth::Authorizer => request
+        Auth::Authorizer { scope_prefix } => request
             .extensions()
             .get::<AuthorizerClaims>()
-            .map(|claims| Caller::Principal(claims.principal()))
+            .map(|claims| Caller::Principal(claims.principal(scope_prefix)))
             .ok_or(Unauthenticated::NoAuthorizerClaims),
     };
     match caller {

@@ -348,7 +348,11 @@ fn authorizer_gateway() -> Router {
         Arc::new(MemorySchemaStore::new()),
         Arc::new(MemoryEventStream::new()),
     );
-    Api::new(processor).auth(Auth::Authorizer).router()
+    Api::new(processor)
+        .auth(Auth::Authorizer {
+            scope_prefix: "".into(),
+        })
+        .router()
 }
 
 fn with_claims(route: &Route, client: &str, claims: Option<AuthorizerClaims>) -> Request<Body> {
