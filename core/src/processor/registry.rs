@@ -294,6 +294,7 @@ mod tests {
     use super::super::tests::{deadline, fixture, names, person_schema, version};
     use super::*;
     use crate::adapters::memory::{MemoryEventStream, MemorySchemaStore};
+    use crate::ports::SchemaStore;
     use crate::schema::SchemaError;
 
     fn with_optional_nickname() -> Value {
