@@ -94,7 +94,8 @@ fn open_failed<E: std::error::Error + Send + Sync + 'static>(
 /// IAM role may read), so that no function touches a service it does not use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WarmUp {
-    /// The schema store only: register_event, schema, list_events.
+    /// The schema store only: register_event, schema, list_events, versions, compatibility,
+    /// check_compatibility, validate.
     Store,
     /// The schema store and the event stream: send_event, send_events.
     StoreAndStream,

@@ -1,7 +1,8 @@
-# moto_server for the `aws` tests: the DynamoDB and Kinesis wire protocols on a free loopback
-# port (PyPI `moto[server]`, pinned in scripts/requirements-test.txt), stopped on exit. Exports what the AWS SDK
-# reads: AWS_ENDPOINT_URL, AWS_REGION and test credentials (without them the SDK would wait
-# on the instance metadata service).
+# moto for the `aws` tests: the DynamoDB and Kinesis wire protocols on a free loopback port
+# (PyPI `moto[server]`, pinned in scripts/requirements-test.txt; its server run one request at
+# a time by moto_serial.py), stopped on exit. Exports what the AWS SDK reads: AWS_ENDPOINT_URL,
+# AWS_REGION and test credentials (without them the SDK would wait on the instance metadata
+# service).
 
 moto_answers() {
   python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
@@ -17,7 +18,8 @@ start_moto() {
   local port log pid i
   port=$(moto_free_port)
   log="${TMPDIR:-/tmp}/moto-$port.log"
-  moto_server -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  # One request at a time, as DynamoDB applies a transaction (see moto_serial.py).
+  python3 "$(dirname "${BASH_SOURCE[0]}")/moto_serial.py" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
   pid=$!
   on_exit "kill $pid"
   for ((i = 0; i < 120; i++)); do

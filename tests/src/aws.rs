@@ -244,3 +244,64 @@ pub fn event_body(function: &str, case: &str) -> HashMap<String, Value> {
     let body = event["body"].as_str().expect("the event has a text body");
     serde_json::from_str(body).expect("the body is a JSON object")
 }
+
+/// An item as the SDK holds it.
+pub type RawItem = HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+
+/// Registers `client`/`event` in `table` exactly as the previous release did (commit 34f52a3,
+/// `insert_if_absent`): one conditional PutItem of the head, with `schema` as the JSON text a
+/// client sent, `version` 1, no `registered_at`, no version item.
+pub async fn put_previous_release_item(table: &str, client: &str, event: &str, schema: &str) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    aws_sdk_dynamodb::Client::new(&sdk_config().await)
+        .put_item()
+        .table_name(table)
+        .item("client", AttributeValue::S(client.to_owned()))
+        .item("event", AttributeValue::S(event.to_owned()))
+        .item("schema", AttributeValue::S(schema.to_owned()))
+        .item("version", AttributeValue::N("1".to_owned()))
+        .condition_expression("attribute_not_exists(#client)")
+        .expression_attribute_names("#client", "client")
+        .send()
+        .await
+        .expect("write an item as the previous release did");
+}
+
+/// The item of `table` under `client` (partition key) and `event` (sort key), read directly.
+pub async fn raw_item(table: &str, client: &str, event: &str) -> Option<RawItem> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    aws_sdk_dynamodb::Client::new(&sdk_config().await)
+        .get_item()
+        .table_name(table)
+        .key("client", AttributeValue::S(client.to_owned()))
+        .key("event", AttributeValue::S(event.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get an item")
+        .item
+}
+
+/// Every item of `table` (a test table is small), sorted by key.
+pub async fn raw_table(table: &str) -> Vec<RawItem> {
+    let mut items = aws_sdk_dynamodb::Client::new(&sdk_config().await)
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("scan the table")
+        .items
+        .unwrap_or_default();
+    let key = |item: &RawItem| {
+        let text = |name: &str| {
+            item.get(name)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        (text("client"), text("event"))
+    };
+    items.sort_by_key(key);
+    items
+}

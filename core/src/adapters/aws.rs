@@ -19,7 +19,10 @@ use crate::retry::Failure;
 /// Bounds connection establishment, so a dead endpoint fails fast and is retried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Error codes that mean "try again": throttling (of a table, a shard or KMS) and server faults.
+/// Error codes that mean "try again": throttling (of a table, a shard or KMS), server faults,
+/// and a write that met a DynamoDB transaction in progress on the same item. The last three
+/// are the codes of a cancelled transaction's per-item reasons, which DynamoDB spells
+/// without the `Exception` suffix.
 const TRANSIENT_CODES: &[&str] = &[
     "ProvisionedThroughputExceededException",
     "KMSThrottlingException",
@@ -29,6 +32,10 @@ const TRANSIENT_CODES: &[&str] = &[
     "InternalFailureException",
     "InternalServerError",
     "ServiceUnavailable",
+    "TransactionConflictException",
+    "TransactionConflict",
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
 ];
 
 static SHARED: OnceCell<SdkConfig> = OnceCell::const_new();

@@ -6,16 +6,26 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType};
 use event_processor_core::adapters::dynamodb::{CLIENT_KEY, DynamoDbSchemaStore, EVENT_KEY};
 use event_processor_core::adapters::kinesis::KinesisEventStream;
+use event_processor_core::compat::Mode;
 use event_processor_core::config::Config;
 use event_processor_core::domain::SchemaVersion;
 use event_processor_core::envelope::Envelope;
-use event_processor_core::ports::{EventSource, EventStream, SchemaStore, StoreError, StreamError};
+use event_processor_core::ports::{
+    EventSource, EventStream, Insert, SchemaStore, StoreError, StreamError,
+};
 use event_processor_core::{App, WarmUp};
 use event_processor_tests::aws::{
-    CallCounter, counted_store, fresh_app, fresh_store, fresh_stream, sdk_config, unique_name,
+    CallCounter, RawItem, counted_store, fresh_app, fresh_store, fresh_stream, raw_item, raw_table,
+    sdk_config, unique_name,
 };
 use event_processor_tests::{deadline, event_name, unique_client};
-use serde_json::json;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+fn v(n: u32) -> SchemaVersion {
+    SchemaVersion::new(n).expect("versions start at 1")
+}
 
 event_processor_tests::schema_store_contract!(async {
     Arc::new(fresh_store().await) as Arc<dyn SchemaStore>
@@ -105,9 +115,10 @@ async fn list_follows_pagination_past_one_megabyte_pages() {
     let names = ["E0", "E1", "E2", "E3", "E4", "E5", "E6"];
     for name in names {
         store
-            .insert_if_absent(
+            .insert_version(
                 &client,
                 &event_name(name),
+                SchemaVersion::FIRST,
                 &json!({"description": padding}),
                 deadline(),
             )
@@ -126,32 +137,155 @@ async fn list_follows_pagination_past_one_megabyte_pages() {
 }
 
 #[tokio::test]
-async fn a_stored_schema_is_json_text_under_the_client_and_event_keys() {
+async fn the_head_holds_the_latest_version_and_each_version_is_an_item_of_the_pair_s_own_partition()
+{
     let store = fresh_store().await;
     let (client, event) = (unique_client(), event_name("Fruits"));
-    let schema = json!({"type": "object", "required": ["fruit"]});
-    store
-        .insert_if_absent(&client, &event, &schema, deadline())
+    let first = json!({"type": "object", "required": ["fruit"]});
+    let second = json!({"type": "object"});
+    for (version, schema) in [(1, &first), (2, &second)] {
+        let insert = store
+            .insert_version(&client, &event, v(version), schema, deadline())
+            .await
+            .unwrap();
+        assert_eq!(insert, Insert::Inserted);
+    }
+
+    let head = raw_item(store.table(), client.as_str(), event.as_str())
+        .await
+        .expect("the head exists");
+    let partition = format!("{client}#{event}");
+    let one = raw_item(store.table(), &partition, "v0000000001")
+        .await
+        .expect("version 1's item exists");
+    let two = raw_item(store.table(), &partition, "v0000000002")
+        .await
+        .expect("version 2's item exists");
+
+    let text = |item: &RawItem, name: &str| item[name].as_s().expect("a string").clone();
+    let json = |item: &RawItem| serde_json::from_str::<Value>(&text(item, "schema")).unwrap();
+    assert_eq!(head["version"].as_n().unwrap(), "2");
+    assert_eq!(json(&head), second);
+    assert_eq!(text(&head, "registered_at"), text(&two, "registered_at"));
+    assert_eq!(json(&one), first);
+    assert_eq!(json(&two), second);
+    for item in [&one, &two] {
+        assert!(!item.contains_key("version"), "the sort key is the version");
+        OffsetDateTime::parse(&text(item, "registered_at"), &Rfc3339).expect("RFC 3339");
+    }
+    assert_eq!(
+        raw_table(store.table()).await.len(),
+        3,
+        "one head and two versions"
+    );
+}
+
+#[tokio::test]
+async fn two_stores_racing_twenty_registrations_of_version_2_have_exactly_one_winner() {
+    let table = fresh_store().await.table().to_owned();
+    // Two processes' worth of stores: each with its own SDK client and connections.
+    let stores: Vec<Arc<dyn SchemaStore>> = vec![
+        Arc::new(DynamoDbSchemaStore::from_config(
+            &sdk_config().await,
+            &table,
+        )),
+        Arc::new(DynamoDbSchemaStore::from_config(
+            &sdk_config().await,
+            &table,
+        )),
+    ];
+    let (client, event) = (unique_client(), event_name("Fruits"));
+    stores[0]
+        .insert_version(&client, &event, v(1), &json!({}), deadline())
         .await
         .unwrap();
 
-    let item = aws_sdk_dynamodb::Client::new(&sdk_config().await)
-        .get_item()
-        .table_name(store.table())
-        .key(CLIENT_KEY, AttributeValue::S(client.to_string()))
-        .key(EVENT_KEY, AttributeValue::S(event.to_string()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .expect("the item exists");
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (store, client, event) = (stores[i % 2].clone(), client.clone(), event.clone());
+            tokio::spawn(async move {
+                let schema = json!({"title": format!("contender {i}")});
+                let insert = store
+                    .insert_version(&client, &event, v(2), &schema, deadline())
+                    .await
+                    .unwrap();
+                (schema, insert)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut taken = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (schema, Insert::Inserted) => winners.push(schema),
+            (_, Insert::Taken(winner)) => taken.push(winner.schema),
+        }
+    }
 
-    let text = item["schema"].as_s().expect("schema is a string attribute");
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(text).unwrap(),
-        schema
+    assert_eq!(winners.len(), 1, "exactly one registration wins version 2");
+    assert!(
+        taken.iter().all(|schema| *schema == winners[0]),
+        "every loser is shown the winner"
     );
-    assert_eq!(item["version"].as_n().unwrap(), "1");
+    let history = stores[1]
+        .history(&client, &event, deadline())
+        .await
+        .unwrap();
+    let versions: Vec<(u32, &Value)> = history
+        .iter()
+        .map(|h| (h.version.get(), &h.schema))
+        .collect();
+    assert_eq!(versions, [(1, &json!({})), (2, &winners[0])]);
+    assert_eq!(
+        raw_table(&table).await.len(),
+        3,
+        "one head and two versions"
+    );
+}
+
+#[tokio::test]
+async fn a_version_that_does_not_follow_the_latest_is_refused_and_writes_nothing() {
+    let store = fresh_store().await;
+    let (client, event) = (unique_client(), event_name("Fruits"));
+    store
+        .insert_version(&client, &event, v(1), &json!({}), deadline())
+        .await
+        .unwrap();
+
+    let result = store
+        .insert_version(&client, &event, v(3), &json!({"title": "3"}), deadline())
+        .await;
+
+    assert!(matches!(result, Err(StoreError::Corrupt(_))), "{result:?}");
+    let versions = store.versions(&client, &event, deadline()).await.unwrap();
+    assert_eq!(versions.len(), 1);
+}
+
+#[tokio::test]
+async fn a_mode_set_on_a_pair_survives_its_next_registration() {
+    let store = fresh_store().await;
+    let (client, event) = (unique_client(), event_name("Fruits"));
+    store
+        .insert_version(&client, &event, v(1), &json!({}), deadline())
+        .await
+        .unwrap();
+    store
+        .set_compatibility(&client, &event, Mode::Forward, deadline())
+        .await
+        .unwrap();
+
+    store
+        .insert_version(&client, &event, v(2), &json!({"title": "2"}), deadline())
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store
+            .compatibility(&client, &event, deadline())
+            .await
+            .unwrap(),
+        Some(Mode::Forward)
+    );
 }
 
 #[tokio::test]
@@ -169,7 +303,7 @@ async fn an_item_that_is_not_a_schema_is_reported_corrupt() {
         .await
         .unwrap();
 
-    let result = store.get(&client, &event, deadline()).await;
+    let result = store.get(&client, &event, None, deadline()).await;
 
     assert!(matches!(result, Err(StoreError::Corrupt(_))), "{result:?}");
 }
@@ -179,7 +313,7 @@ async fn a_missing_table_is_unavailable() {
     let store = DynamoDbSchemaStore::from_config(&sdk_config().await, unique_name("missing"));
 
     let result = store
-        .get(&unique_client(), &event_name("Fruits"), deadline())
+        .get(&unique_client(), &event_name("Fruits"), None, deadline())
         .await;
 
     assert!(

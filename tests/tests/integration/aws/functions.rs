@@ -2,11 +2,17 @@
 //! the API Gateway payload into a request, and the function's handler (the one router over an
 //! app built from `dynamodb:` / `kinesis:` configuration) answers it, against moto.
 
+use std::path::PathBuf;
+
 use event_processor_core::App;
 use event_processor_tests::api::Reply;
-use event_processor_tests::aws::{Names, event_body, event_cases, fresh_app, invoke, raw_records};
+use event_processor_tests::aws::{
+    Names, event_body, event_cases, fresh_app, invoke, raw_records, raw_table,
+};
 use http::StatusCode;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// The events/ files this module drives, per function; a new file needs a test here.
 const CASES: &[(&str, &[&str])] = &[
@@ -18,6 +24,7 @@ const CASES: &[(&str, &[&str])] = &[
             "form",
             "invalid-schema",
             "json",
+            "new-version",
             "unsupported-media-type",
         ],
     ),
@@ -29,10 +36,46 @@ const CASES: &[(&str, &[&str])] = &[
         "send-events",
         &["all-valid", "empty", "mixed", "none-valid", "not-an-array"],
     ),
-    ("get-schema", &["bad-name", "registered", "unregistered"]),
+    (
+        "get-schema",
+        &[
+            "bad-name",
+            "bad-version",
+            "registered",
+            "unknown-version",
+            "unregistered",
+            "version",
+        ],
+    ),
     (
         "list-events",
         &["registered", "unknown-client", "wrong-method"],
+    ),
+    ("versions", &["bad-name", "registered", "unregistered"]),
+    (
+        "compatibility",
+        &[
+            "default",
+            "set",
+            "set-unregistered",
+            "unknown-mode",
+            "unregistered",
+        ],
+    ),
+    (
+        "check-compatibility",
+        &["compatible", "incompatible", "invalid-schema", "new-pair"],
+    ),
+    (
+        "validate",
+        &[
+            "bad-version",
+            "invalid",
+            "unknown-version",
+            "unregistered",
+            "valid",
+            "version",
+        ],
     ),
 ];
 
@@ -56,10 +99,75 @@ fn assert_failed(reply: &Reply, status: StatusCode, error: &str) {
     assert_eq!(reply.headers["content-type"], "application/json");
 }
 
+/// A fresh app on which SpongeBob/Fruits has versions 1 (`register-event/json`) and 2
+/// (`register-event/new-version`, which drops the type of `fruit`).
+async fn app_with_two_fruits_versions() -> (App, Names) {
+    let (app, names) = app_with_fruits().await;
+    let reply = run(&app, "register-event", "new-version").await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    (app, names)
+}
+
+/// The root of the workspace.
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 #[test]
 fn every_events_file_is_driven_by_a_test() {
     for (function, cases) in CASES {
         assert_eq!(event_cases(function), *cases, "events/{function}/");
+    }
+    let mut folders: Vec<String> = std::fs::read_dir(workspace().join("events"))
+        .expect("read events/")
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    folders.sort();
+    let mut functions: Vec<String> = CASES.iter().map(|(f, _)| (*f).to_owned()).collect();
+    functions.sort();
+    assert_eq!(folders, functions, "every events/ folder is in CASES");
+}
+
+/// The house rule: package = binary = SAM logical id stem = events/ folder.
+#[test]
+fn every_function_has_its_package_and_its_template_function() {
+    let template = std::fs::read_to_string(workspace().join("template.yaml")).unwrap();
+    let members = std::fs::read_to_string(workspace().join("Cargo.toml")).unwrap();
+    for (function, _) in CASES {
+        let manifest = workspace()
+            .join("functions")
+            .join(function)
+            .join("Cargo.toml");
+        let manifest = std::fs::read_to_string(&manifest)
+            .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+        assert!(
+            manifest.contains(&format!("name = \"{function}\"")),
+            "{function}"
+        );
+        assert_eq!(
+            members
+                .matches(&format!("\"functions/{function}\""))
+                .count(),
+            2,
+            "{function} is a member and a default member"
+        );
+        let stem: String = function
+            .split('-')
+            .map(|word| word[..1].to_uppercase() + &word[1..])
+            .collect();
+        let header = format!("  {stem}Function:");
+        let block: Vec<&str> = template
+            .lines()
+            .skip_while(|line| *line != header)
+            .enumerate()
+            .take_while(|(i, line)| *i == 0 || line.is_empty() || line.starts_with("    "))
+            .map(|(_, line)| line)
+            .collect();
+        assert!(!block.is_empty(), "template.yaml has no {stem}Function");
+        assert!(
+            block.contains(&format!("        Binary: {function}").as_str()),
+            "{stem}Function builds {function}"
+        );
     }
 }
 
@@ -102,12 +210,41 @@ mod register_event {
     }
 
     #[tokio::test]
-    async fn a_different_schema_for_a_registered_pair_is_409() {
+    async fn an_incompatible_schema_is_409_with_what_is_incompatible_and_registers_nothing() {
         let (app, _) = app_with_fruits().await;
 
         let reply = run(&app, "register-event", "conflict").await;
 
-        assert_failed(&reply, StatusCode::CONFLICT, "schema_conflict");
+        assert_failed(&reply, StatusCode::CONFLICT, "schema_incompatible");
+        assert_eq!(reply.body["mode"], "BACKWARD");
+        let first = &reply.body["incompatibilities"][0];
+        assert_eq!(first["version"], 1);
+        assert!(
+            first["kind"].is_string() && first["path"].is_string(),
+            "{first}"
+        );
+        let versions = run(&app, "versions", "registered").await;
+        assert_eq!(versions.body["versions"].as_array().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_different_compatible_schema_is_201_with_the_next_version() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "register-event", "new-version").await;
+
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        assert_eq!(
+            reply.body,
+            json!({"code": "SUCCEEDED", "msg": "event registered",
+                   "client": "SpongeBob", "event": "Fruits", "version": 2})
+        );
+        let latest = run(&app, "get-schema", "registered").await;
+        assert_eq!(latest.body["version"], 2);
+        assert_eq!(
+            latest.body["schema"],
+            serde_json::to_value(event_body("register-event", "new-version")).unwrap()
+        );
     }
 
     #[tokio::test]
@@ -341,6 +478,38 @@ mod get_schema {
 
         assert_failed(&reply, StatusCode::BAD_REQUEST, "invalid_name");
     }
+
+    #[tokio::test]
+    async fn an_earlier_version_is_returned_when_asked_for() {
+        let (app, _) = app_with_two_fruits_versions().await;
+
+        let reply = run(&app, "get-schema", "version").await;
+
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.body["version"], 1);
+        assert_eq!(
+            reply.body["schema"],
+            serde_json::to_value(event_body("register-event", "json")).unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_version_the_pair_does_not_have_is_404() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "get-schema", "unknown-version").await;
+
+        assert_failed(&reply, StatusCode::NOT_FOUND, "version_not_found");
+    }
+
+    #[tokio::test]
+    async fn a_version_that_is_not_a_number_is_400() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "get-schema", "bad-version").await;
+
+        assert_failed(&reply, StatusCode::BAD_REQUEST, "invalid_version");
+    }
 }
 
 mod list_events {
@@ -382,5 +551,255 @@ mod list_events {
         let reply = run(&app, "list-events", "wrong-method").await;
 
         assert_failed(&reply, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    }
+}
+
+mod versions {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_versions_of_a_pair_are_listed_ascending_with_their_registration_times() {
+        let (app, _) = app_with_two_fruits_versions().await;
+
+        let reply = run(&app, "versions", "registered").await;
+
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.body["code"], "SUCCEEDED");
+        let versions = reply.body["versions"].as_array().expect("versions");
+        let numbers: Vec<&Value> = versions.iter().map(|v| &v["version"]).collect();
+        assert_eq!(numbers, [&json!(1), &json!(2)]);
+        let times: Vec<OffsetDateTime> = versions
+            .iter()
+            .map(|v| {
+                OffsetDateTime::parse(v["registered_at"].as_str().expect("a time"), &Rfc3339)
+                    .expect("RFC 3339")
+            })
+            .collect();
+        assert!(times[0] <= times[1], "{times:?}");
+    }
+
+    #[tokio::test]
+    async fn the_versions_of_an_unregistered_pair_are_404() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "versions", "unregistered").await;
+
+        assert_failed(&reply, StatusCode::NOT_FOUND, "event_not_registered");
+    }
+
+    #[tokio::test]
+    async fn a_client_name_with_a_dot_is_400() {
+        let (app, _) = fresh_app().await;
+
+        let reply = run(&app, "versions", "bad-name").await;
+
+        assert_failed(&reply, StatusCode::BAD_REQUEST, "invalid_name");
+    }
+}
+
+mod compatibility {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pair_without_its_own_mode_has_the_default_backward() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "compatibility", "default").await;
+
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.body["code"], "SUCCEEDED");
+        assert_eq!(reply.body["compatibility"], "BACKWARD");
+        assert_eq!(reply.body["default"], true);
+    }
+
+    #[tokio::test]
+    async fn a_mode_put_on_a_pair_is_its_mode_from_then_on() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "compatibility", "set").await;
+
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.body["compatibility"], "FULL");
+        assert_eq!(reply.body["default"], false);
+        let read = run(&app, "compatibility", "default").await;
+        assert_eq!(
+            (&read.body["compatibility"], &read.body["default"]),
+            (&json!("FULL"), &json!(false))
+        );
+        // FULL also needs every new event to satisfy version 1: dropping `fruit`'s type does not.
+        let relaxed = run(&app, "register-event", "new-version").await;
+        assert_failed(&relaxed, StatusCode::CONFLICT, "schema_incompatible");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_mode_is_400_and_changes_nothing() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "compatibility", "unknown-mode").await;
+
+        assert_failed(&reply, StatusCode::BAD_REQUEST, "invalid_compatibility");
+        let read = run(&app, "compatibility", "default").await;
+        assert_eq!(read.body["default"], true);
+    }
+
+    #[tokio::test]
+    async fn the_mode_of_an_unregistered_pair_is_404() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "compatibility", "unregistered").await;
+
+        assert_failed(&reply, StatusCode::NOT_FOUND, "event_not_registered");
+    }
+
+    #[tokio::test]
+    async fn setting_the_mode_of_an_unregistered_pair_is_404_and_writes_nothing() {
+        let (app, names) = app_with_fruits().await;
+
+        let reply = run(&app, "compatibility", "set-unregistered").await;
+
+        assert_failed(&reply, StatusCode::NOT_FOUND, "event_not_registered");
+        let items = raw_table(&names.table).await;
+        assert!(
+            items
+                .iter()
+                .all(|item| item["event"].as_s().unwrap() != "Vegetables"),
+            "{items:?}"
+        );
+    }
+}
+
+mod check_compatibility {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_compatible_schema_is_reported_with_the_version_it_would_get_and_is_not_registered() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "check-compatibility", "compatible").await;
+
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.body["code"], "SUCCEEDED");
+        assert_eq!(reply.body["compatible"], true);
+        assert_eq!(reply.body["mode"], "BACKWARD");
+        assert_eq!(reply.body["incompatibilities"], json!([]));
+        assert_eq!(reply.body["version"], 2);
+        let versions = run(&app, "versions", "registered").await;
+        assert_eq!(versions.body["versions"].as_array().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_incompatible_schema_is_reported_with_its_incompatibilities_and_no_version() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "check-compatibility", "incompatible").await;
+
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.body["compatible"], false);
+        assert_eq!(reply.body["version"], Value::Null);
+        let incompatibilities = reply.body["incompatibilities"].as_array().unwrap();
+        assert!(!incompatibilities.is_empty());
+        assert_eq!(incompatibilities[0]["version"], 1);
+    }
+
+    #[tokio::test]
+    async fn any_schema_for_an_unregistered_pair_would_be_its_version_1() {
+        let (app, names) = app_with_fruits().await;
+
+        let reply = run(&app, "check-compatibility", "new-pair").await;
+
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.body["compatible"], true);
+        assert_eq!(reply.body["version"], 1);
+        assert_eq!(
+            raw_table(&names.table).await.len(),
+            2,
+            "Fruits only: a head and version 1"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_schema_that_is_not_a_valid_json_schema_is_400() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "check-compatibility", "invalid-schema").await;
+
+        assert_failed(&reply, StatusCode::BAD_REQUEST, "invalid_schema");
+    }
+}
+
+mod validate {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_valid_event_is_200_with_the_version_used_and_nothing_is_published() {
+        let (app, names) = app_with_fruits().await;
+
+        let reply = run(&app, "validate", "valid").await;
+
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(
+            reply.body,
+            json!({"code": "SUCCEEDED", "msg": "event is valid", "version": 1})
+        );
+        assert!(raw_records(&names.stream).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_event_violating_the_schema_is_422_with_details() {
+        let (app, names) = app_with_fruits().await;
+
+        let reply = run(&app, "validate", "invalid").await;
+
+        assert_failed(
+            &reply,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
+        assert_eq!(reply.body["errors"][0]["keyword"], "required");
+        assert!(raw_records(&names.stream).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_event_is_validated_against_the_version_it_names() {
+        let (app, _) = app_with_two_fruits_versions().await;
+
+        // `{"fruit": 42}`: version 2 accepts any fruit, version 1 only a string.
+        let reply = run(&app, "validate", "version").await;
+
+        assert_failed(
+            &reply,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
+        assert_eq!(reply.body["errors"][0]["keyword"], "type");
+        let latest = run(&app, "validate", "valid").await;
+        assert_eq!(latest.body["version"], 2);
+    }
+
+    #[tokio::test]
+    async fn a_version_the_pair_does_not_have_is_404() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "validate", "unknown-version").await;
+
+        assert_failed(&reply, StatusCode::NOT_FOUND, "version_not_found");
+    }
+
+    #[tokio::test]
+    async fn version_0_is_400() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "validate", "bad-version").await;
+
+        assert_failed(&reply, StatusCode::BAD_REQUEST, "invalid_version");
+    }
+
+    #[tokio::test]
+    async fn an_event_of_an_unregistered_pair_is_404() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "validate", "unregistered").await;
+
+        assert_failed(&reply, StatusCode::NOT_FOUND, "event_not_registered");
     }
 }

@@ -5,3 +5,4 @@ mod contract;
 mod e2e;
 mod functions;
 mod retries;
+mod upgrade;

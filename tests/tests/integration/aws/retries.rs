@@ -210,9 +210,10 @@ async fn api_via(proxy_url: &str, stream: &str, budget: Duration) -> (axum::Rout
     let store = fresh_store().await;
     let client = unique_client();
     store
-        .insert_if_absent(
+        .insert_version(
             &client,
             &event_name("Fruits"),
+            SchemaVersion::FIRST,
             &json!({"type": "object"}),
             deadline(),
         )
