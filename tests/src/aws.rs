@@ -97,6 +97,24 @@ pub async fn fresh_app() -> (App, Names) {
     (app, names)
 }
 
+/// As [`fresh_app`], deployed with `Auth=jwt` as template.yaml sets it: `AUTH=jwt` without
+/// `AUTH_JWKS`, so the functions trust API Gateway's JWT authorizer and apply the scope rule
+/// to the claims it passes on.
+pub async fn fresh_secured_app() -> (App, Names) {
+    endpoint();
+    let names = Names::fresh();
+    let mut config = names.config();
+    config.auth = event_processor_core::config::AuthConfig::Jwt {
+        jwks: None,
+        issuer: "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_EXAMPLE".to_owned(),
+        audience: "5example0client0id".to_owned(),
+        scope_prefix: String::new(),
+    };
+    let app = App::build(&config).await.expect("build the app");
+    app.setup().await.expect("create the table and the stream");
+    (app, names)
+}
+
 /// A record as Kinesis holds it.
 #[derive(Debug, Clone)]
 pub struct RawRecord {
@@ -226,7 +244,8 @@ pub fn event_cases(function: &str) -> Vec<String> {
 }
 
 /// Feeds an API Gateway HTTP API (payload 2.0) event through `router` the way the Lambda
-/// runtime does: lambda_http turns the JSON into a request, the router answers it.
+/// runtime does: lambda_http turns the JSON into a request, the router answers it. For a
+/// function's own path, `router` is `event_processor_lambda::handler(&app)`.
 pub async fn invoke(router: &axum::Router, function: &str, case: &str) -> Reply {
     let path = event_file(function, case);
     let json =

@@ -5,9 +5,10 @@
 use std::path::PathBuf;
 
 use event_processor_core::App;
+use event_processor_core::ports::SchemaStore;
 use event_processor_tests::api::Reply;
 use event_processor_tests::aws::{
-    Names, event_body, event_cases, fresh_app, invoke, raw_records, raw_table,
+    Names, event_body, event_cases, fresh_app, fresh_secured_app, invoke, raw_records, raw_table,
 };
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -30,7 +31,17 @@ const CASES: &[(&str, &[&str])] = &[
     ),
     (
         "send-event",
-        &["form", "invalid", "not-json", "unregistered", "valid"],
+        &[
+            "authorized",
+            "form",
+            "invalid",
+            "missing-scope",
+            "no-claims",
+            "not-json",
+            "unregistered",
+            "valid",
+            "wrong-client",
+        ],
     ),
     (
         "send-events",
@@ -79,8 +90,10 @@ const CASES: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Runs one events/ file through the function's handler: the Lambda glue (the invocation's
+/// request context handed to the HTTP layer) over the app's router.
 async fn run(app: &App, function: &str, case: &str) -> Reply {
-    invoke(&app.router(), function, case).await
+    invoke(&event_processor_lambda::handler(app), function, case).await
 }
 
 /// A fresh app on which `events/register-event/json.json` (SpongeBob/Fruits) was registered.
@@ -345,6 +358,85 @@ mod send_event {
         let reply = run(&app, "send-event", "not-json").await;
 
         assert_failed(&reply, StatusCode::BAD_REQUEST, "invalid_json");
+    }
+}
+
+/// Deployed with `Auth=jwt`: the JWT authorizer's claims in the payloads decide.
+mod send_event_with_auth {
+    use super::*;
+
+    /// A secured app on which SpongeBob/Fruits was registered (straight in the table, as no
+    /// events/ file of this function registers).
+    async fn secured_app_with_fruits() -> (App, Names) {
+        let (app, names) = fresh_secured_app().await;
+        let store = event_processor_core::adapters::dynamodb::DynamoDbSchemaStore::from_config(
+            &event_processor_tests::aws::sdk_config().await,
+            &names.table,
+        );
+        let inserted = store
+            .insert_version(
+                &event_processor_core::domain::ClientId::parse("SpongeBob").unwrap(),
+                &event_processor_core::domain::EventName::parse("Fruits").unwrap(),
+                event_processor_core::domain::SchemaVersion::FIRST,
+                &json!({"type": "object", "required": ["fruit"]}),
+                event_processor_tests::deadline(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(inserted, event_processor_core::ports::Insert::Inserted);
+        (app, names)
+    }
+
+    #[tokio::test]
+    async fn a_token_with_the_clients_send_scope_is_published() {
+        let (app, names) = secured_app_with_fruits().await;
+
+        let reply = run(&app, "send-event", "authorized").await;
+
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        let records = raw_records(&names.stream).await;
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].data["id"], reply.body["id"]);
+    }
+
+    #[tokio::test]
+    async fn a_token_for_another_client_is_403_and_publishes_nothing() {
+        let (app, names) = secured_app_with_fruits().await;
+
+        let reply = run(&app, "send-event", "wrong-client").await;
+
+        assert_failed(&reply, StatusCode::FORBIDDEN, "forbidden");
+        assert!(raw_records(&names.stream).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_token_without_the_send_scope_is_403() {
+        let (app, names) = secured_app_with_fruits().await;
+
+        let reply = run(&app, "send-event", "missing-scope").await;
+
+        assert_failed(&reply, StatusCode::FORBIDDEN, "forbidden");
+        assert!(raw_records(&names.stream).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_request_without_the_authorizers_claims_is_401() {
+        let (app, names) = secured_app_with_fruits().await;
+
+        let reply = run(&app, "send-event", "no-claims").await;
+
+        assert_failed(&reply, StatusCode::UNAUTHORIZED, "unauthenticated");
+        assert_eq!(reply.headers["www-authenticate"], "Bearer");
+        assert!(raw_records(&names.stream).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_auth_the_claims_are_not_needed() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "send-event", "no-claims").await;
+
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     }
 }
 
@@ -801,5 +893,37 @@ mod validate {
         let reply = run(&app, "validate", "unregistered").await;
 
         assert_failed(&reply, StatusCode::NOT_FOUND, "event_not_registered");
+    }
+}
+
+/// template.yaml puts the JWT authorizer on every route, unless deployed with `Auth=none`.
+#[test]
+fn every_route_of_the_template_is_authorized_unless_auth_is_none() {
+    let template = std::fs::read_to_string(workspace().join("template.yaml")).unwrap();
+    let routes = template.matches("Type: AWS::ApiGatewayV2::Route").count();
+    let authorized = template
+        .matches("AuthorizationType: !If [AuthOn, JWT, NONE]")
+        .count();
+    assert!(routes >= 11, "{routes} routes");
+    assert_eq!(authorized, routes, "a route without the authorizer");
+    assert!(template.contains("  Auth:\n    Type: String\n    Default: jwt\n"));
+    // Every route of the router is deployed (and nothing else but the $default route).
+    for route in [
+        "POST /{client}/{event}/register_event",
+        "POST /{client}/{event}/check_compatibility",
+        "POST /{client}/{event}/send_event",
+        "POST /{client}/{event}/send_events",
+        "POST /{client}/{event}/validate",
+        "GET /{client}/{event}/schema",
+        "GET /{client}/{event}/versions",
+        "GET /{client}/{event}/compatibility",
+        "PUT /{client}/{event}/compatibility",
+        "GET /{client}/list_events",
+        "$default",
+    ] {
+        assert!(
+            template.contains(&format!("RouteKey: \"{route}\"")),
+            "{route} is not deployed"
+        );
     }
 }
