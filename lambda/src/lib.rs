@@ -12,8 +12,9 @@ use std::time::Duration;
 use axum::extract::Request;
 use event_processor_core::App;
 use event_processor_core::error::ErrorChain;
-use event_processor_core::http::InvocationDeadline;
+use event_processor_core::http::{AuthorizerClaims, InvocationDeadline};
 use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
 
 pub use event_processor_core::WarmUp;
 
@@ -65,18 +66,65 @@ async fn warm_up(app: &App, backends: WarmUp) {
 /// The app's router, fed what the HTTP layer needs to know of each invocation.
 pub fn handler(app: &App) -> axum::Router {
     app.router()
-        .layer(axum::middleware::map_request(with_invocation_deadline))
+        .layer(axum::middleware::map_request(from_invocation))
 }
 
-/// Copies the invocation's deadline into the request, so that the HTTP layer gives the request
-/// a deadline the function's timeout can honour: its answer is always the contract's JSON, not
-/// a platform timeout.
-async fn with_invocation_deadline(mut request: Request) -> Request {
+/// Copies into the request, as the HTTP layer's own types, what it needs of the invocation:
+/// - its deadline, so that the request's deadline is one the function's timeout can honour
+///   (the answer is always the contract's JSON, not a platform timeout);
+/// - the claims API Gateway's JWT authorizer verified, from which the HTTP layer applies the
+///   scope rule (with `AUTH=jwt`, a request that arrives without them is refused).
+async fn from_invocation(mut request: Request) -> Request {
     if let Some(context) = request.lambda_context_ref() {
         let deadline = context.deadline();
         request
             .extensions_mut()
             .insert(InvocationDeadline(deadline));
     }
+    if let Some(claims) = authorizer_claims(&request) {
+        request.extensions_mut().insert(claims);
+    }
     request
+}
+
+/// The JWT authorizer's claims of an HTTP API (payload 2.0) request, if it has any.
+fn authorizer_claims(request: &Request) -> Option<AuthorizerClaims> {
+    let RequestContext::ApiGatewayV2(context) = request.request_context_ref()? else {
+        return None;
+    };
+    let jwt = context.authorizer.as_ref()?.jwt.as_ref()?;
+    Some(AuthorizerClaims {
+        scopes: jwt.scopes.clone(),
+        scope_claim: jwt.claims.get("scope").cloned(),
+        subject: jwt.claims.get("sub").cloned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(case: &str) -> Request {
+        let path = format!(
+            "{}/../events/send-event/{case}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let json = std::fs::read_to_string(path).expect("the payload");
+        lambda_http::request::from_str(&json)
+            .expect("an API Gateway event")
+            .map(axum::body::Body::new)
+    }
+
+    #[test]
+    fn the_authorizers_scopes_and_subject_are_handed_over() {
+        let claims = authorizer_claims(&payload("authorized")).expect("claims");
+        assert_eq!(claims.scopes, Some(vec!["SpongeBob:send".to_owned()]));
+        assert_eq!(claims.scope_claim.as_deref(), Some("SpongeBob:send"));
+        assert_eq!(claims.subject.as_deref(), Some("7g4r2a3b-producer"));
+    }
+
+    #[test]
+    fn a_request_without_an_authorizer_has_no_claims() {
+        assert!(authorizer_claims(&payload("no-claims")).is_none());
+    }
 }
