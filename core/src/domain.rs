@@ -168,6 +168,14 @@ impl EventId {
     }
 }
 
+impl std::str::FromStr for EventId {
+    type Err = uuid::Error;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Self::parse(raw)
+    }
+}
+
 impl Default for EventId {
     fn default() -> Self {
         Self::new()
@@ -177,6 +185,102 @@ impl Default for EventId {
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// Longest `Idempotency-Key` API.md allows.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// Why a header value is not an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an Idempotency-Key is 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters")]
+pub struct IdempotencyKeyError;
+
+/// A client's `Idempotency-Key`: 1–255 visible ASCII characters (no space, no control),
+/// scoped to one (client, event) pair by the stores.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &[u8]) -> Result<Self, IdempotencyKeyError> {
+        let visible = |b: &u8| (0x21..=0x7e).contains(b);
+        if raw.is_empty() || raw.len() > MAX_IDEMPOTENCY_KEY_LEN || !raw.iter().all(visible) {
+            return Err(IdempotencyKeyError);
+        }
+        // Visible ASCII is UTF-8.
+        Ok(Self(String::from_utf8_lossy(raw).into_owned()))
+    }
+
+    /// A key of the gateway's own (a replay's lock), outside the keys a client can send: it
+    /// must contain a character [`IdempotencyKey::parse`] refuses.
+    pub(crate) fn reserved(name: String) -> Self {
+        debug_assert!(Self::parse(name.as_bytes()).is_err());
+        Self(name)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What makes two requests with one idempotency key "the same request": SHA-256 of the body
+/// bytes and the `version` asked for.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    pub fn of(body: &[u8], version: Option<SchemaVersion>) -> Self {
+        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        // The version first, length-prefixed by construction (4 bytes or a marker), so that no
+        // body can collide with another version's.
+        match version {
+            Some(version) => {
+                context.update(&[1]);
+                context.update(&version.get().to_be_bytes());
+            }
+            None => context.update(&[0]),
+        }
+        context.update(body);
+        let mut bytes = [0; 32];
+        bytes.copy_from_slice(context.finish().as_ref());
+        Self(bytes)
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lowercase hex, as the text-only stores keep it.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(bytes))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({})", &self.to_hex()[..12])
     }
 }
 
@@ -241,6 +345,31 @@ mod tests {
             &time::format_description::well_known::Rfc3339,
         );
         assert!(parsed.is_ok());
+    }
+
+    #[test]
+    fn idempotency_keys_are_1_to_255_visible_ascii_characters() {
+        for ok in ["a", "order-42:retry/1", &"k".repeat(255), "~!@#$%^&*()"] {
+            assert_eq!(IdempotencyKey::parse(ok.as_bytes()).unwrap().as_str(), ok);
+        }
+        for bad in ["", " ", "a b", "tab\t", "é", &"k".repeat(256), "nul\0"] {
+            assert_eq!(
+                IdempotencyKey::parse(bad.as_bytes()),
+                Err(IdempotencyKeyError),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fingerprint_tells_bodies_and_versions_apart_and_round_trips_as_hex() {
+        let v1 = SchemaVersion::FIRST;
+        let a = Fingerprint::of(b"{}", None);
+        assert_eq!(a, Fingerprint::of(b"{}", None));
+        assert_ne!(a, Fingerprint::of(b"{} ", None));
+        assert_ne!(a, Fingerprint::of(b"{}", Some(v1)));
+        assert_eq!(Fingerprint::from_hex(&a.to_hex()), Some(a));
+        assert_eq!(Fingerprint::from_hex("zz"), None);
     }
 
     #[test]

@@ -496,6 +496,522 @@ pub mod stream {
     }
 }
 
+pub mod rejections {
+    use event_processor_core::domain::{EventId, now_rfc3339};
+    use event_processor_core::ports::{Rejection, RejectionStore};
+    use event_processor_core::schema::ValidationIssue;
+
+    use super::*;
+
+    /// A rejection of `data` for the pair, received now.
+    pub fn rejection(client: &ClientId, event: &EventName, data: &str) -> Rejection {
+        Rejection {
+            id: EventId::new(),
+            client: client.clone(),
+            event: event.clone(),
+            version: Some(SchemaVersion::FIRST),
+            received_at: now_rfc3339(),
+            request_id: Some("req-1".to_owned()),
+            error: "validation_failed".to_owned(),
+            errors: vec![ValidationIssue {
+                instance_path: "/fruit".to_owned(),
+                schema_path: "/properties/fruit/type".to_owned(),
+                keyword: "type".to_owned(),
+                message: "7 is not of type \"string\"".to_owned(),
+            }],
+            data: data.to_owned(),
+            truncated: false,
+            replayed: None,
+        }
+    }
+
+    fn pair() -> (ClientId, EventName) {
+        (unique_client(), event_name("Fruits"))
+    }
+
+    pub async fn kept_rejections_are_listed_newest_first_with_every_field(
+        store: Arc<dyn RejectionStore>,
+    ) {
+        let (client, event) = pair();
+        let older = rejection(&client, &event, r#"{"fruit": 7}"#);
+        let mut newer = rejection(&client, &event, "{not json");
+        newer.version = None;
+        newer.request_id = None;
+        newer.error = "invalid_json".to_owned();
+        newer.errors = Vec::new();
+        newer.truncated = true;
+
+        store
+            .keep(std::slice::from_ref(&older), deadline())
+            .await
+            .unwrap();
+        store
+            .keep(std::slice::from_ref(&newer), deadline())
+            .await
+            .unwrap();
+
+        let listed = store
+            .list(&client, &event, 10, None, deadline())
+            .await
+            .unwrap();
+        assert_eq!(listed, vec![newer, older]);
+    }
+
+    pub async fn paging_with_before_continues_with_older_rejections(
+        store: Arc<dyn RejectionStore>,
+    ) {
+        let (client, event) = pair();
+        let kept: Vec<Rejection> = (0..5)
+            .map(|i| rejection(&client, &event, &format!("{{\"i\": {i}}}")))
+            .collect();
+        store.keep(&kept, deadline()).await.unwrap();
+
+        let first = store
+            .list(&client, &event, 2, None, deadline())
+            .await
+            .unwrap();
+        let second = store
+            .list(&client, &event, 2, Some(first[1].id), deadline())
+            .await
+            .unwrap();
+        let last = store
+            .list(&client, &event, 2, Some(second[1].id), deadline())
+            .await
+            .unwrap();
+
+        let ids = |page: &[Rejection]| page.iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(&first), [kept[4].id, kept[3].id]);
+        assert_eq!(ids(&second), [kept[2].id, kept[1].id]);
+        assert_eq!(ids(&last), [kept[0].id]);
+    }
+
+    pub async fn a_rejection_is_read_by_id_and_an_unknown_id_is_none(
+        store: Arc<dyn RejectionStore>,
+    ) {
+        let (client, event) = pair();
+        let kept = rejection(&client, &event, r#"{"fruit": 7}"#);
+        store
+            .keep(std::slice::from_ref(&kept), deadline())
+            .await
+            .unwrap();
+
+        let found = store
+            .get(&client, &event, kept.id, deadline())
+            .await
+            .unwrap();
+        let unknown = store
+            .get(&client, &event, EventId::new(), deadline())
+            .await
+            .unwrap();
+        let other_pair = store
+            .get(&client, &event_name("Colors"), kept.id, deadline())
+            .await
+            .unwrap();
+
+        assert_eq!(found, Some(kept));
+        assert_eq!(unknown, None);
+        assert_eq!(other_pair, None);
+    }
+
+    pub async fn pairs_do_not_see_each_others_rejections(store: Arc<dyn RejectionStore>) {
+        let (client, event) = pair();
+        let (other_client, _) = pair();
+        store
+            .keep(
+                &[
+                    rejection(&client, &event_name("Colors"), "1"),
+                    rejection(&other_client, &event, "2"),
+                ],
+                deadline(),
+            )
+            .await
+            .unwrap();
+
+        assert!(
+            store
+                .list(&client, &event, 10, None, deadline())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn a_replay_is_recorded_once(store: Arc<dyn RejectionStore>) {
+        let (client, event) = pair();
+        let kept = rejection(&client, &event, r#"{"fruit": 7}"#);
+        store
+            .keep(std::slice::from_ref(&kept), deadline())
+            .await
+            .unwrap();
+        let v2 = SchemaVersion::new(2).unwrap();
+
+        store
+            .mark_replayed(&client, &event, kept.id, v2, deadline())
+            .await
+            .unwrap();
+        store
+            .mark_replayed(&client, &event, kept.id, SchemaVersion::FIRST, deadline())
+            .await
+            .unwrap();
+
+        let found = store
+            .get(&client, &event, kept.id, deadline())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.replayed, Some(v2), "the first replay's version stays");
+    }
+
+    pub async fn a_large_batch_of_rejections_is_kept_whole(store: Arc<dyn RejectionStore>) {
+        let (client, event) = pair();
+        let batch: Vec<Rejection> = (0..60)
+            .map(|i| rejection(&client, &event, &"x".repeat(100 + i)))
+            .collect();
+
+        store.keep(&batch, deadline()).await.unwrap();
+
+        let listed = store
+            .list(&client, &event, 100, None, deadline())
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), batch.len());
+        assert_eq!(listed.last().map(|r| r.id), Some(batch[0].id));
+    }
+}
+
+pub mod idempotency {
+    use std::time::SystemTime;
+
+    use event_processor_core::domain::{EventId, Fingerprint, IdempotencyKey};
+    use event_processor_core::ports::{Begin, IdempotencyStore, KeptAnswer};
+
+    use super::*;
+
+    fn key(raw: &str) -> IdempotencyKey {
+        IdempotencyKey::parse(raw.as_bytes()).unwrap()
+    }
+
+    fn lease() -> SystemTime {
+        SystemTime::now() + Duration::from_secs(30)
+    }
+
+    fn answer() -> KeptAnswer {
+        KeptAnswer {
+            status: 207,
+            body: br#"{"code":"FAILED","msg":"some events were not sent"}"#.to_vec(),
+        }
+    }
+
+    pub async fn the_first_request_starts_and_the_next_finds_it_in_progress(
+        store: Arc<dyn IdempotencyStore>,
+    ) {
+        let (client, event) = (unique_client(), event_name("Fruits"));
+        let print = Fingerprint::of(b"{}", None);
+        let ids = [EventId::new()];
+
+        let first = store
+            .begin(&client, &event, &key("k"), print, &ids, lease(), deadline())
+            .await
+            .unwrap();
+        let second = store
+            .begin(
+                &client,
+                &event,
+                &key("k"),
+                print,
+                &[EventId::new()],
+                lease(),
+                deadline(),
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(first, Begin::Started);
+        assert_eq!(second, Begin::InProgress);
+    }
+
+    pub async fn a_completed_key_gives_its_answer_byte_for_byte(store: Arc<dyn IdempotencyStore>) {
+        let (client, event) = (unique_client(), event_name("Fruits"));
+        let print = Fingerprint::of(b"[1,2]", None);
+        store
+            .begin(
+                &client,
+                &event,
+                &key("k"),
+                print,
+                &[EventId::new()],
+                lease(),
+                deadline(),
+            )
+            .await
+            .unwrap();
+
+        store
+            .complete(&client, &event, &key("k"), &answer(), deadline())
+            .await
+            .unwrap();
+        let again = store
+            .begin(
+                &client,
+                &event,
+                &key("k"),
+                print,
+                &[EventId::new()],
+                lease(),
+                deadline(),
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(again, Begin::Completed(answer()));
+    }
+
+    pub async fn another_fingerprint_is_a_reused_key(store: Arc<dyn IdempotencyStore>) {
+        let (client, event) = (unique_client(), event_name("Fruits"));
+        let print = Fingerprint::of(b"{}", None);
+        let other = Fingerprint::of(b"{}", Some(SchemaVersion::FIRST));
+        store
+            .begin(&client, &event, &key("k"), print, &[], lease(), deadline())
+            .await
+            .unwrap();
+
+        let while_running = store
+            .begin(&client, &event, &key("k"), other, &[], lease(), deadline())
+            .await
+            .unwrap();
+        store
+            .complete(&client, &event, &key("k"), &answer(), deadline())
+            .await
+            .unwrap();
+        let after = store
+            .begin(&client, &event, &key("k"), other, &[], lease(), deadline())
+            .await
+            .unwrap();
+
+        assert_eq!((while_running, after), (Begin::Reused, Begin::Reused));
+    }
+
+    pub async fn a_released_key_resumes_with_the_first_requests_event_ids(
+        store: Arc<dyn IdempotencyStore>,
+    ) {
+        let (client, event) = (unique_client(), event_name("Fruits"));
+        let print = Fingerprint::of(b"{}", None);
+        let first_ids = vec![EventId::new(), EventId::new()];
+        store
+            .begin(
+                &client,
+                &event,
+                &key("k"),
+                print,
+                &first_ids,
+                lease(),
+                deadline(),
+            )
+            .await
+            .unwrap();
+
+        store
+            .release(&client, &event, &key("k"), deadline())
+            .await
+            .unwrap();
+        let retry = store
+            .begin(
+                &client,
+                &event,
+                &key("k"),
+                print,
+                &[EventId::new()],
+                lease(),
+                deadline(),
+            )
+            .await
+            .unwrap();
+        let concurrent = store
+            .begin(
+                &client,
+                &event,
+                &key("k"),
+                print,
+                &[EventId::new()],
+                lease(),
+                deadline(),
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(
+            retry,
+            Begin::Resumed {
+                event_ids: first_ids
+            }
+        );
+        assert_eq!(concurrent, Begin::InProgress, "the retry holds the key now");
+    }
+
+    pub async fn a_lease_that_ran_out_resumes_with_the_first_requests_event_ids(
+        store: Arc<dyn IdempotencyStore>,
+    ) {
+        let (client, event) = (unique_client(), event_name("Fruits"));
+        let print = Fingerprint::of(b"{}", None);
+        let first_ids = vec![EventId::new()];
+        let past = SystemTime::now() - Duration::from_secs(1);
+        store
+            .begin(
+                &client,
+                &event,
+                &key("k"),
+                print,
+                &first_ids,
+                past,
+                deadline(),
+            )
+            .await
+            .unwrap();
+
+        let retry = store
+            .begin(
+                &client,
+                &event,
+                &key("k"),
+                print,
+                &[EventId::new()],
+                lease(),
+                deadline(),
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(
+            retry,
+            Begin::Resumed {
+                event_ids: first_ids
+            }
+        );
+    }
+
+    pub async fn concurrent_requests_with_one_key_have_exactly_one_winner(
+        store: Arc<dyn IdempotencyStore>,
+    ) {
+        let (client, event) = (unique_client(), event_name("Fruits"));
+        let print = Fingerprint::of(b"{}", None);
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let (store, client, event) = (store.clone(), client.clone(), event.clone());
+                tokio::spawn(async move {
+                    store
+                        .begin(
+                            &client,
+                            &event,
+                            &key("k"),
+                            print,
+                            &[EventId::new()],
+                            lease(),
+                            deadline(),
+                        )
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.unwrap());
+        }
+
+        let started = outcomes.iter().filter(|o| **o == Begin::Started).count();
+        let in_progress = outcomes.iter().filter(|o| **o == Begin::InProgress).count();
+        assert_eq!((started, in_progress), (1, 19), "{outcomes:?}");
+    }
+
+    pub async fn keys_are_scoped_to_their_pair(store: Arc<dyn IdempotencyStore>) {
+        let (client, event) = (unique_client(), event_name("Fruits"));
+        let print = Fingerprint::of(b"{}", None);
+        store
+            .begin(&client, &event, &key("k"), print, &[], lease(), deadline())
+            .await
+            .unwrap();
+
+        let other_event = store
+            .begin(
+                &client,
+                &event_name("Colors"),
+                &key("k"),
+                print,
+                &[],
+                lease(),
+                deadline(),
+            )
+            .await
+            .unwrap();
+        let other_client = store
+            .begin(
+                &unique_client(),
+                &event,
+                &key("k"),
+                print,
+                &[],
+                lease(),
+                deadline(),
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(
+            (other_event, other_client),
+            (Begin::Started, Begin::Started)
+        );
+    }
+}
+
+/// Instantiates the `RejectionStore` contract: `$make` evaluates to a future of
+/// `Arc<dyn RejectionStore>`.
+#[macro_export]
+macro_rules! rejection_store_contract {
+    ($make:expr) => {
+        $crate::rejection_store_contract!(@tests $make;
+            kept_rejections_are_listed_newest_first_with_every_field,
+            paging_with_before_continues_with_older_rejections,
+            a_rejection_is_read_by_id_and_an_unknown_id_is_none,
+            pairs_do_not_see_each_others_rejections,
+            a_replay_is_recorded_once,
+            a_large_batch_of_rejections_is_kept_whole,
+        );
+    };
+    (@tests $make:expr; $($name:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::contract::rejections::$name($make.await).await;
+            }
+        )*
+    };
+}
+
+/// Instantiates the `IdempotencyStore` contract: `$make` evaluates to a future of
+/// `Arc<dyn IdempotencyStore>`.
+#[macro_export]
+macro_rules! idempotency_store_contract {
+    ($make:expr) => {
+        $crate::idempotency_store_contract!(@tests $make;
+            the_first_request_starts_and_the_next_finds_it_in_progress,
+            a_completed_key_gives_its_answer_byte_for_byte,
+            another_fingerprint_is_a_reused_key,
+            a_released_key_resumes_with_the_first_requests_event_ids,
+            a_lease_that_ran_out_resumes_with_the_first_requests_event_ids,
+            concurrent_requests_with_one_key_have_exactly_one_winner,
+            keys_are_scoped_to_their_pair,
+        );
+    };
+    (@tests $make:expr; $($name:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::contract::idempotency::$name($make.await).await;
+            }
+        )*
+    };
+}
+
 /// Instantiates the `SchemaStore` contract: `$make` is an expression evaluating to a future
 /// of `Arc<dyn SchemaStore>` (a fresh or shared store; every test uses its own client names).
 #[macro_export]

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -12,12 +12,15 @@ use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use crate::compat::Mode;
-use crate::domain::{ClientId, EventName, SchemaVersion, now_rfc3339};
+use crate::domain::{
+    ClientId, EventId, EventName, Fingerprint, IdempotencyKey, SchemaVersion, now_rfc3339,
+};
 use crate::envelope::{CloudEvent, Envelope};
 use crate::error::cause;
 use crate::ports::{
-    EventSource, EventStream, Insert, RegisteredEvent, RegisteredSchema, SchemaStore, StartAt,
-    StoreError, StreamError, Subscription, VersionInfo,
+    Begin, EventSource, EventStream, IDEMPOTENCY_RETENTION, IdempotencyStore, Insert, KeptAnswer,
+    MAX_REJECTIONS_PER_PAIR, RegisteredEvent, RegisteredSchema, Rejection, RejectionStore,
+    SchemaStore, StartAt, StoreError, StreamError, Subscription, VersionInfo,
 };
 use crate::retry::Deadline;
 
@@ -33,10 +36,11 @@ struct Pair {
     compatibility: Option<Mode>,
 }
 
-/// Schemas in a map.
+/// Schemas, rejections and idempotency keys in maps.
 #[derive(Default)]
 pub struct MemorySchemaStore {
     pairs: RwLock<BTreeMap<(ClientId, EventName), Pair>>,
+    kept: Mutex<Kept>,
     down: AtomicBool,
 }
 
@@ -187,6 +191,185 @@ impl SchemaStore for MemorySchemaStore {
             .entry((client.clone(), event.clone()))
             .or_default()
             .compatibility = Some(mode);
+        Ok(())
+    }
+}
+
+/// How rejections and idempotency keys live in memory: per pair, in maps of this store.
+#[derive(Default)]
+struct Kept {
+    rejections: BTreeMap<(ClientId, EventName), BTreeMap<EventId, Rejection>>,
+    keys: HashMap<(ClientId, EventName, IdempotencyKey), KeyRecord>,
+}
+
+/// An idempotency key's state.
+#[derive(Debug, Clone)]
+struct KeyRecord {
+    fingerprint: Fingerprint,
+    event_ids: Vec<EventId>,
+    /// `None` while a request holds the key (until `lease_until`) or after it let it go.
+    answer: Option<KeptAnswer>,
+    lease_until: SystemTime,
+    /// When the record may be forgotten.
+    expires_at: SystemTime,
+}
+
+impl MemorySchemaStore {
+    fn kept(&self) -> Result<std::sync::MutexGuard<'_, Kept>, StoreError> {
+        self.check()?;
+        Ok(self.kept.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[async_trait]
+impl RejectionStore for MemorySchemaStore {
+    async fn keep(&self, rejections: &[Rejection], _deadline: Deadline) -> Result<(), StoreError> {
+        let mut kept = self.kept()?;
+        for rejection in rejections {
+            let pair = kept
+                .rejections
+                .entry((rejection.client.clone(), rejection.event.clone()))
+                .or_default();
+            pair.insert(rejection.id, rejection.clone());
+            // Bounded like the other stores: the newest ones are kept.
+            while pair.len() > MAX_REJECTIONS_PER_PAIR {
+                pair.pop_first();
+            }
+        }
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        limit: usize,
+        before: Option<EventId>,
+        _deadline: Deadline,
+    ) -> Result<Vec<Rejection>, StoreError> {
+        let kept = self.kept()?;
+        let Some(pair) = kept.rejections.get(&(client.clone(), event.clone())) else {
+            return Ok(Vec::new());
+        };
+        Ok(pair
+            .values()
+            .rev()
+            .filter(|r| before.is_none_or(|before| r.id < before))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn get(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        id: EventId,
+        _deadline: Deadline,
+    ) -> Result<Option<Rejection>, StoreError> {
+        let kept = self.kept()?;
+        Ok(kept
+            .rejections
+            .get(&(client.clone(), event.clone()))
+            .and_then(|pair| pair.get(&id))
+            .cloned())
+    }
+
+    async fn mark_replayed(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        id: EventId,
+        version: SchemaVersion,
+        _deadline: Deadline,
+    ) -> Result<(), StoreError> {
+        let mut kept = self.kept()?;
+        if let Some(rejection) = kept
+            .rejections
+            .get_mut(&(client.clone(), event.clone()))
+            .and_then(|pair| pair.get_mut(&id))
+        {
+            rejection.replayed.get_or_insert(version);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemorySchemaStore {
+    async fn begin(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        key: &IdempotencyKey,
+        fingerprint: Fingerprint,
+        event_ids: &[EventId],
+        lease_until: SystemTime,
+        _deadline: Deadline,
+    ) -> Result<Begin, StoreError> {
+        let now = SystemTime::now();
+        let mut kept = self.kept()?;
+        kept.keys.retain(|_, record| record.expires_at > now);
+        let slot = (client.clone(), event.clone(), key.clone());
+        let fresh = KeyRecord {
+            fingerprint,
+            event_ids: event_ids.to_vec(),
+            answer: None,
+            lease_until,
+            expires_at: lease_until.max(now) + IDEMPOTENCY_RETENTION,
+        };
+        let Some(record) = kept.keys.get_mut(&slot) else {
+            kept.keys.insert(slot, fresh);
+            return Ok(Begin::Started);
+        };
+        Ok(if record.fingerprint != fingerprint {
+            Begin::Reused
+        } else if let Some(answer) = &record.answer {
+            Begin::Completed(answer.clone())
+        } else if record.lease_until > now {
+            Begin::InProgress
+        } else {
+            record.lease_until = lease_until;
+            record.expires_at = fresh.expires_at;
+            Begin::Resumed {
+                event_ids: record.event_ids.clone(),
+            }
+        })
+    }
+
+    async fn complete(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        key: &IdempotencyKey,
+        answer: &KeptAnswer,
+        _deadline: Deadline,
+    ) -> Result<(), StoreError> {
+        let mut kept = self.kept()?;
+        if let Some(record) = kept
+            .keys
+            .get_mut(&(client.clone(), event.clone(), key.clone()))
+        {
+            record.answer = Some(answer.clone());
+            record.expires_at = SystemTime::now() + IDEMPOTENCY_RETENTION;
+        }
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        key: &IdempotencyKey,
+        _deadline: Deadline,
+    ) -> Result<(), StoreError> {
+        let mut kept = self.kept()?;
+        if let Some(record) = kept
+            .keys
+            .get_mut(&(client.clone(), event.clone(), key.clone()))
+        {
+            record.lease_until = SystemTime::UNIX_EPOCH;
+        }
         Ok(())
     }
 }

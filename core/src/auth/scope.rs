@@ -162,6 +162,13 @@ impl Principal {
         is_client_name(client) && self.grants.iter().any(|g| g.allows(action, client))
     }
 
+    /// True if the token may do `action` on every client (`*:{action}`).
+    pub fn allows_every_client(&self, action: Action) -> bool {
+        self.grants
+            .iter()
+            .any(|g| g.action == action && g.client.is_none())
+    }
+
     /// True if no scope of the token grants anything here (a valid token that will get `403`
     /// everywhere) — worth a log line when a token is first seen.
     pub fn grants_nothing(&self) -> bool {

@@ -160,3 +160,14 @@ pub(crate) fn authorize<P: Permission>(
         }),
     }
 }
+
+/// Whether the request's caller may do `P`'s action on every client (`*`): `403` if not.
+pub(crate) fn authorize_all<P: Permission>(
+    extensions: &axum::http::Extensions,
+) -> Result<(), ApiError> {
+    match extensions.get::<Caller>() {
+        Some(Caller::Anyone) => Ok(()),
+        Some(Caller::Principal(principal)) if principal.allows_every_client(P::ACTION) => Ok(()),
+        _ => Err(ApiError::ForbiddenAll { action: P::ACTION }),
+    }
+}

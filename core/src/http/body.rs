@@ -102,7 +102,7 @@ pub(crate) fn parse_json(bytes: &[u8], what: &'static str) -> Result<Value, ApiE
     serde_json::from_slice(bytes).map_err(|source| ApiError::InvalidJson { what, source })
 }
 
-fn form_field(bytes: &[u8], field: &'static str) -> Result<String, ApiError> {
+pub(crate) fn form_field(bytes: &[u8], field: &'static str) -> Result<String, ApiError> {
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_bytes(bytes).map_err(|_| ApiError::InvalidForm)?;
     let mut values = pairs

@@ -9,9 +9,9 @@ use super::auth::Unauthenticated;
 use super::response::{Code, FailureDetails, Reply};
 use crate::auth::Action;
 use crate::compat::UnknownMode;
-use crate::domain::ClientId;
 use crate::domain::NameError;
 use crate::domain::VersionError;
+use crate::domain::{ClientId, IdempotencyKeyError};
 use crate::error::ErrorChain;
 use crate::ports::StreamError;
 use crate::processor::ProcessError;
@@ -65,10 +65,26 @@ pub enum ApiError {
     Unauthenticated(#[source] Unauthenticated),
     #[error("the token does not allow {action} on client {client}")]
     Forbidden { action: Action, client: ClientId },
+    #[error("the token does not allow {action} on every client (`*`)")]
+    ForbiddenAll { action: Action },
     #[error("no route for {method} {path}")]
     NotFound { method: String, path: String },
     #[error("method {0} is not allowed on this route")]
     MethodNotAllowed(String),
+    #[error(transparent)]
+    InvalidIdempotencyKey(#[from] IdempotencyKeyError),
+    #[error("a request with this Idempotency-Key is still in progress; retry later")]
+    RequestInProgress,
+    #[error("this Idempotency-Key was used for another request (another body or version)")]
+    IdempotencyKeyReused,
+    #[error("invalid rejection id: {0}")]
+    InvalidRejectionId(#[source] uuid::Error),
+    #[error("`limit` must be a whole number from 1 to {max}; `before` a rejection id")]
+    InvalidPaging { max: usize },
+    /// The answer could not be buffered to keep it for an idempotency key (never expected:
+    /// the gateway's answers are in memory).
+    #[error("the answer could not be kept")]
+    AnswerLost,
     #[error(transparent)]
     Process(#[from] ProcessError),
 }
@@ -100,9 +116,26 @@ impl ApiError {
                 (StatusCode::BAD_REQUEST, "invalid_compatibility")
             }
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Forbidden { .. } | ApiError::ForbiddenAll { .. } => {
+                (StatusCode::FORBIDDEN, "forbidden")
+            }
             ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::InvalidIdempotencyKey(_) => {
+                (StatusCode::BAD_REQUEST, "invalid_idempotency_key")
+            }
+            ApiError::RequestInProgress | ApiError::Process(P::ReplayInProgress { .. }) => {
+                (StatusCode::CONFLICT, "request_in_progress")
+            }
+            ApiError::IdempotencyKeyReused => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+            }
+            ApiError::InvalidRejectionId(_) => (StatusCode::BAD_REQUEST, "invalid_rejection_id"),
+            ApiError::InvalidPaging { .. } => (StatusCode::BAD_REQUEST, "invalid_query"),
+            ApiError::Process(P::RejectionNotFound { .. }) => {
+                (StatusCode::NOT_FOUND, "rejection_not_found")
+            }
+            ApiError::Process(P::NotReplayable { .. }) => (StatusCode::CONFLICT, "not_replayable"),
             ApiError::Process(P::NotRegistered { .. }) => {
                 (StatusCode::NOT_FOUND, "event_not_registered")
             }
@@ -122,8 +155,12 @@ impl ApiError {
             ApiError::Process(P::Stream(StreamError::TooLarge { .. })) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
-            ApiError::Process(P::Stream(StreamError::Encode(_)) | P::Encode(_)) => {
+            ApiError::AnswerLost
+            | ApiError::Process(P::Stream(StreamError::Encode(_)) | P::Encode(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+            }
+            ApiError::Process(P::Stream(StreamError::Unconfirmed(_))) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "publish_unconfirmed")
             }
             ApiError::Process(P::Store(_) | P::Stream(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
@@ -143,6 +180,11 @@ impl ApiError {
             }
             ApiError::Process(ProcessError::Stream(e @ StreamError::TooLarge { .. })) => {
                 e.to_string()
+            }
+            ApiError::Process(ProcessError::Stream(StreamError::Unconfirmed(_))) => {
+                "the event stream did not confirm the publish: the event may or may not be in \
+                 the stream; retry with the same Idempotency-Key, consumers deduplicate by id"
+                    .to_owned()
             }
             ApiError::Process(ProcessError::Stream(_)) => {
                 "the event stream is unavailable; the event was not published, retry later"
@@ -177,7 +219,8 @@ impl IntoResponse for ApiError {
             // Full detail, with the source chain, for operators only.
             tracing::error!(error = %ErrorChain(&self), "request failed on the server side");
         } else {
-            tracing::info!(error = %self, status = status.as_u16(), "request rejected");
+            // The request's log line has the status and `error`; the sentence is detail.
+            tracing::debug!(error = %self, status = status.as_u16(), "request rejected");
         }
         let issues = self.issues();
         let (mode, incompatibilities) = match &self {
@@ -198,7 +241,7 @@ impl IntoResponse for ApiError {
             },
         }
         .with_status(status);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || code == "request_in_progress" {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
+use bytes::Bytes;
 use serde_json::Value;
 use tracing::Span;
 
@@ -18,7 +19,10 @@ use super::auth::{Permission, authorize};
 use super::body::{self, Limits};
 use super::error::ApiError;
 use crate::compat::Mode;
-use crate::domain::{ClientId, EventName, SchemaVersion};
+use crate::domain::{
+    ClientId, EventId, EventName, IdempotencyKey, IdempotencyKeyError, SchemaVersion,
+};
+use crate::processor::MAX_REJECTED_PAGE;
 use crate::retry::Deadline;
 
 /// The `{client}/{event}` of a pair route, validated, recorded on the request span, and
@@ -30,11 +34,18 @@ pub(crate) struct Pair<P> {
     permission: PhantomData<P>,
 }
 
+/// The names of a pair route's path (by name: some routes have more parameters).
+#[derive(serde::Deserialize)]
+struct PairPath {
+    client: String,
+    event: String,
+}
+
 impl<S: Send + Sync, P: Permission> FromRequestParts<S> for Pair<P> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path((client, event)) = Path::<(String, String)>::from_request_parts(parts, state)
+        let Path(PairPath { client, event }) = Path::<PairPath>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::InvalidPath)?;
         let client = client_name(&client)?;
@@ -129,6 +140,145 @@ impl<K: DocumentKind> FromRequest<AppState> for Document<K> {
     }
 }
 
+/// The `{id}` of a rejection route: a UUID (400 otherwise).
+#[derive(Debug)]
+pub(crate) struct RejectionId(pub EventId);
+
+#[derive(serde::Deserialize)]
+struct RejectionPath {
+    id: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RejectionId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(RejectionPath { id }) = Path::<RejectionPath>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::InvalidPath)?;
+        id.parse().map(Self).map_err(ApiError::InvalidRejectionId)
+    }
+}
+
+/// `?limit=N&before=ID` of `rejected`: 1 to [`MAX_REJECTED_PAGE`] (default 100), and the
+/// `next` of the previous page.
+#[derive(Debug)]
+pub(crate) struct Paging {
+    pub limit: usize,
+    pub before: Option<EventId>,
+}
+
+/// Rejections listed when `limit` is not given.
+const DEFAULT_REJECTED_PAGE: usize = 100;
+
+impl<S: Send + Sync> FromRequestParts<S> for Paging {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let invalid = || ApiError::InvalidPaging {
+            max: MAX_REJECTED_PAGE,
+        };
+        let pairs: Vec<(String, String)> = match parts.uri.query() {
+            Some(query) => serde_urlencoded::from_str(query).map_err(|_| ApiError::InvalidQuery)?,
+            None => Vec::new(),
+        };
+        let single = |name: &str| -> Result<Option<&str>, ApiError> {
+            let mut values = pairs
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str());
+            match (values.next(), values.next()) {
+                (value, None) => Ok(value),
+                (_, Some(_)) => Err(invalid()),
+            }
+        };
+        let limit = match single("limit")? {
+            None => DEFAULT_REJECTED_PAGE,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_REJECTED_PAGE).contains(n))
+                .ok_or_else(invalid)?,
+        };
+        let before = single("before")?
+            .map(|raw| raw.parse::<EventId>().map_err(|_| invalid()))
+            .transpose()?;
+        Ok(Self { limit, before })
+    }
+}
+
+/// The `Idempotency-Key` header, if any: 1–255 visible ASCII characters, once (400
+/// `invalid_idempotency_key` otherwise).
+#[derive(Debug)]
+pub(crate) struct IdempotencyHeader(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let mut values = parts.headers.get_all(IDEMPOTENCY_KEY).iter();
+        match (values.next(), values.next()) {
+            (None, _) => Ok(Self(None)),
+            (Some(value), None) => Ok(Self(Some(IdempotencyKey::parse(value.as_bytes())?))),
+            (Some(_), Some(_)) => Err(IdempotencyKeyError.into()),
+        }
+    }
+}
+
+/// The header of an idempotent request.
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The request's id (`x-request-id`, set by the request-id layer if the client sent none),
+/// kept with the rejections it causes.
+#[derive(Debug)]
+pub(crate) struct RequestId(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Self, std::convert::Infallible> {
+        Ok(Self(
+            parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(|id| id.chars().take(200).collect()),
+        ))
+    }
+}
+
+/// An event a send route received: the raw body (an idempotency key's fingerprint), the
+/// event's text (the body, or the form field; what a rejection keeps), and the event parsed,
+/// or why it is not JSON (the handler keeps it as a rejection before answering 400).
+/// Content-Type (415), size (413) and form errors (400) are answered by the extractor.
+#[derive(Debug)]
+pub(crate) struct Submitted {
+    pub body: Bytes,
+    pub text: Bytes,
+    pub data: Result<Value, ApiError>,
+}
+
+impl FromRequest<AppState> for Submitted {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let encoding = body::encoding(&parts.headers)?;
+        let body = body::read_limited(&parts.headers, body, state.limits.event).await?;
+        let text = match encoding {
+            body::Encoding::Json => body.clone(),
+            body::Encoding::Form => {
+                Bytes::from(body::form_field(&body, EventDocument::FORM_FIELD)?)
+            }
+        };
+        let data = body::parse_json(&text, EventDocument::WHAT);
+        Ok(Self { body, text, data })
+    }
+}
+
 /// `?version=N`: the version a route works on (absent: the latest). Anything but a whole
 /// number from 1 up, or the parameter given twice, is a 400. Other parameters are ignored.
 #[derive(Debug)]
@@ -184,10 +334,15 @@ impl<S: Send + Sync> FromRequest<S> for ModeBody {
 /// Most events one batch may carry (one Kinesis `PutRecords` call).
 pub const MAX_BATCH_ITEMS: usize = 500;
 
-/// `send_events`' body: a JSON array of 1 to [`MAX_BATCH_ITEMS`] events. JSON only: the form
-/// encoding of the original clients carries one event.
+/// `send_events`' body: a JSON array of 1 to [`MAX_BATCH_ITEMS`] events, and the raw body (an
+/// idempotency key's fingerprint; what a rejection keeps when the body is not JSON). JSON
+/// only: the form encoding of the original clients carries one event. A body that is not
+/// JSON is left to the handler (it keeps it as a rejection); JSON of the wrong shape is a 400.
 #[derive(Debug)]
-pub(crate) struct Batch(pub Vec<Value>);
+pub(crate) struct Batch {
+    pub body: Bytes,
+    pub items: Result<Vec<Value>, ApiError>,
+}
 
 impl FromRequest<AppState> for Batch {
     type Rejection = ApiError;
@@ -197,13 +352,17 @@ impl FromRequest<AppState> for Batch {
         if body::encoding(&parts.headers)? != body::Encoding::Json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = body::read_limited(&parts.headers, body, state.limits.batch).await?;
-        match body::parse_json(&bytes, "the batch")? {
-            Value::Array(items) if (1..=MAX_BATCH_ITEMS).contains(&items.len()) => Ok(Self(items)),
-            _ => Err(ApiError::InvalidBatch {
-                max: MAX_BATCH_ITEMS,
-            }),
-        }
+        let body = body::read_limited(&parts.headers, body, state.limits.batch).await?;
+        let items = match body::parse_json(&body, "the batch") {
+            Ok(Value::Array(items)) if (1..=MAX_BATCH_ITEMS).contains(&items.len()) => Ok(items),
+            Ok(_) => {
+                return Err(ApiError::InvalidBatch {
+                    max: MAX_BATCH_ITEMS,
+                });
+            }
+            Err(error) => Err(error),
+        };
+        Ok(Self { body, items })
     }
 }
 

@@ -9,37 +9,45 @@ mod auth;
 mod body;
 mod error;
 mod extract;
+mod idempotent;
+mod observe;
 mod response;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, Method, Request, StatusCode, Uri, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use tracing::{Span, field};
+use tracing::field;
 
 pub use auth::{Auth, AuthorizerClaims, Unauthenticated};
 pub use body::Limits;
 pub use error::{ApiError, RETRY_AFTER_SECS};
 pub use extract::{INVOCATION_MARGIN, InvocationDeadline, MAX_BATCH_ITEMS};
+pub use observe::LambdaRequestId;
 
-use crate::processor::{BatchVerdict, Processor, Registered};
+use crate::processor::{BatchVerdict, Processor, Registered, Submission};
 use auth::{ToRead, ToRegister, ToSend};
 use extract::{
-    Batch, Client, Document, EventDocument, ModeBody, Pair, RequestDeadline, SchemaDocument,
-    VersionQuery,
+    Batch, Client, Document, EventDocument, IdempotencyHeader, ModeBody, Paging, Pair, RejectionId,
+    RequestDeadline, RequestId, SchemaDocument, Submitted, VersionQuery,
 };
+use observe::Logged;
 use response::Reply;
 
 /// How long a request may take when nothing shorter is imposed (a Lambda invocation imposes
 /// its own remaining time): every retry of every backend call of the request fits in it.
 pub const REQUEST_BUDGET: Duration = Duration::from_secs(10);
+
+/// Renders the process's metrics in the Prometheus text format (`serve`'s `GET /metrics`).
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -47,6 +55,7 @@ pub(crate) struct AppState {
     processor: Processor,
     limits: Limits,
     request_budget: Duration,
+    metrics: Option<MetricsRender>,
 }
 
 /// The HTTP API over a processor, with its settings.
@@ -63,6 +72,7 @@ impl Api {
                 processor,
                 limits: Limits::default(),
                 request_budget: REQUEST_BUDGET,
+                metrics: None,
             },
             auth: Auth::Off,
         }
@@ -77,6 +87,20 @@ impl Api {
     /// Gives each request `budget` instead of [`REQUEST_BUDGET`] (tests of retry deadlines).
     pub fn request_budget(mut self, budget: Duration) -> Self {
         self.state.request_budget = budget;
+        self
+    }
+
+    /// Serves `GET /metrics` with `render` (`serve`; a Lambda function writes its metrics to
+    /// its log instead). With `AUTH=jwt`, it needs the `*:read` scope.
+    pub fn metrics(mut self, render: MetricsRender) -> Self {
+        self.state.metrics = Some(render);
+        self
+    }
+
+    /// Body size limits other than API.md's defaults (a Lambda function's, which must fit
+    /// Lambda's invoke payload).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.state.limits = limits;
         self
     }
 
@@ -98,6 +122,9 @@ impl Api {
                 get(get_compatibility).put(put_compatibility),
             )
             .route("/{client}/list_events", get(list_events))
+            .route("/{client}/{event}/rejected", get(rejected))
+            .route("/{client}/{event}/rejected/{id}/replay", post(replay))
+            .route("/metrics", get(metrics_text))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(self.state)
@@ -107,8 +134,11 @@ impl Api {
                 auth::authenticate,
             ))
             .layer(CatchPanicLayer::custom(panic_response))
+            .layer(axum::middleware::from_fn(observe::observe))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(
+                // The span gives every line a request logs its context; the request's own
+                // line is `observe`'s.
                 TraceLayer::new_for_http()
                     .make_span_with(|request: &Request<Body>| {
                         let request_id = request
@@ -125,9 +155,7 @@ impl Api {
                             event = field::Empty,
                         )
                     })
-                    .on_response(|response: &Response, latency: Duration, _span: &Span| {
-                        tracing::info!(status = response.status().as_u16(), ?latency, "response");
-                    }),
+                    .on_response(()),
             )
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
     }
@@ -179,19 +207,47 @@ async fn check_compatibility(
     Ok(Reply::succeeded(msg, body).with_status(StatusCode::OK))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn send_event(
     State(state): State<AppState>,
     Pair { client, event, .. }: Pair<ToSend>,
     VersionQuery(version): VersionQuery,
     RequestDeadline(deadline): RequestDeadline,
-    Document(data, _): Document<EventDocument>,
+    RequestId(request_id): RequestId,
+    IdempotencyHeader(key): IdempotencyHeader,
+    Submitted { body, text, data }: Submitted,
 ) -> Result<Response, ApiError> {
-    let accepted = state
-        .processor
-        .receive_event(&client, &event, data, version, deadline)
-        .await?;
-    let body = response::Sent { id: accepted.id };
-    Ok(Reply::succeeded("event sent", body).with_status(StatusCode::OK))
+    let to = Submission {
+        client: &client,
+        event: &event,
+        version,
+        deadline,
+        request_id: request_id.as_deref(),
+    };
+    let data = match data {
+        Ok(data) => data,
+        Err(error) => {
+            state
+                .processor
+                .reject_unreadable(&to, &text, error.to_string())
+                .await;
+            return Err(error);
+        }
+    };
+    let processor = &state.processor;
+    idempotent::once(&state, &to, key, &body, 1, |ids| async move {
+        let id = ids.and_then(|ids| ids.first().copied());
+        let accepted = processor.receive_event(&to, data, &text, id).await?;
+        let mut response = Reply::succeeded("event sent", response::Sent { id: accepted.id })
+            .with_status(StatusCode::OK);
+        Logged {
+            version: Some(accepted.version),
+            ..Logged::default()
+        }
+        .on(&mut response);
+        Ok(response)
+    })
+    .await
 }
 
 async fn validate(
@@ -208,17 +264,50 @@ async fn validate(
     Ok(Reply::succeeded("event is valid", response::Valid { version }).with_status(StatusCode::OK))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn send_events(
     State(state): State<AppState>,
     Pair { client, event, .. }: Pair<ToSend>,
     VersionQuery(version): VersionQuery,
     RequestDeadline(deadline): RequestDeadline,
-    Batch(items): Batch,
+    RequestId(request_id): RequestId,
+    IdempotencyHeader(key): IdempotencyHeader,
+    Batch { body, items }: Batch,
 ) -> Result<Response, ApiError> {
-    let report = state
-        .processor
-        .receive_events(&client, &event, items, version, deadline)
-        .await?;
+    let to = Submission {
+        client: &client,
+        event: &event,
+        version,
+        deadline,
+        request_id: request_id.as_deref(),
+    };
+    let items = match items {
+        Ok(items) => items,
+        Err(error) => {
+            state
+                .processor
+                .reject_unreadable(&to, &body, error.to_string())
+                .await;
+            return Err(error);
+        }
+    };
+    let count = items.len();
+    let processor = &state.processor;
+    idempotent::once(&state, &to, key, &body, count, |ids| async move {
+        let report = processor.receive_events(&to, items, ids.as_deref()).await?;
+        let mut response = batch_answer(&report);
+        Logged {
+            items: Some(count),
+            ..Logged::default()
+        }
+        .on(&mut response);
+        Ok(response)
+    })
+    .await
+}
+
+/// A batch's answer from its report: the status from the mix of its items' outcomes.
+fn batch_answer(report: &crate::processor::BatchReport) -> Response {
     let (status, error, msg) = match report.verdict {
         BatchVerdict::AllAccepted => (StatusCode::OK, None, "all events sent"),
         BatchVerdict::SomeAccepted => (
@@ -226,15 +315,26 @@ async fn send_events(
             Some("partially_accepted"),
             "some events were not sent; see results",
         ),
-        BatchVerdict::Unavailable => (
+        BatchVerdict::Unavailable { unconfirmed: false } => (
             StatusCode::SERVICE_UNAVAILABLE,
             Some("service_unavailable"),
             "the event stream is unavailable; no event was published, retry later",
         ),
+        BatchVerdict::Unavailable { unconfirmed: true } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("publish_unconfirmed"),
+            "the event stream did not confirm some events: they may be in the stream under the \
+             ids given; retry with the same Idempotency-Key",
+        ),
+        BatchVerdict::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some("payload_too_large"),
+            "no event was sent: every event is too large for one stream record",
+        ),
         BatchVerdict::NoneValid => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("validation_failed"),
-            "no event satisfies the registered schema",
+            "no event was sent: none satisfies the registered schema and can be published; see results",
         ),
     };
     let mut response = Reply {
@@ -245,7 +345,7 @@ async fn send_events(
         },
         msg: msg.into(),
         error,
-        body: response::Batch::of(&report),
+        body: response::Batch::of(report),
     }
     .with_status(status);
     if report.retryable() {
@@ -254,7 +354,7 @@ async fn send_events(
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
     }
-    Ok(response)
+    response
 }
 
 async fn get_schema(
@@ -334,6 +434,72 @@ async fn list_events(
         .await?;
     let msg = format!("{} event(s) registered for {client}", events.len());
     Ok(Reply::succeeded(msg, response::Events { events: &events }).with_status(StatusCode::OK))
+}
+
+async fn rejected(
+    State(state): State<AppState>,
+    Pair { client, event, .. }: Pair<ToRead>,
+    Paging { limit, before }: Paging,
+    RequestDeadline(deadline): RequestDeadline,
+) -> Result<Response, ApiError> {
+    let page = state
+        .processor
+        .rejected(&client, &event, limit, before, deadline)
+        .await?;
+    let msg = format!(
+        "{} rejected event(s) of {client}/{event}",
+        page.rejected.len()
+    );
+    let body = response::Rejected {
+        rejected: &page.rejected,
+        next: page.next,
+    };
+    Ok(Reply::succeeded(msg, body).with_status(StatusCode::OK))
+}
+
+async fn replay(
+    State(state): State<AppState>,
+    Pair { client, event, .. }: Pair<ToSend>,
+    RejectionId(id): RejectionId,
+    VersionQuery(version): VersionQuery,
+    RequestDeadline(deadline): RequestDeadline,
+) -> Result<Response, ApiError> {
+    let replayed = state
+        .processor
+        .replay(&client, &event, id, version, deadline)
+        .await?;
+    let body = response::Replayed {
+        id: replayed.id,
+        version: replayed.version,
+    };
+    let mut response = Reply::succeeded("event replayed", body).with_status(StatusCode::OK);
+    Logged {
+        version: Some(replayed.version),
+        ..Logged::default()
+    }
+    .on(&mut response);
+    Ok(response)
+}
+
+/// `serve`'s metrics, Prometheus text. With `AUTH=jwt` they need `*:read`: they name every
+/// client's pairs.
+async fn metrics_text(
+    State(state): State<AppState>,
+    request: Request<Body>,
+) -> Result<Response, ApiError> {
+    let Some(render) = &state.metrics else {
+        return Err(ApiError::NotFound {
+            method: Method::GET.to_string(),
+            path: "/metrics".to_owned(),
+        });
+    };
+    auth::authorize_all::<ToRead>(request.extensions())?;
+    let mut response = render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -9,9 +9,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::observe::Logged;
 use crate::compat::{Incompatibility, Mode};
 use crate::domain::{ClientId, EventId, EventName, SchemaVersion};
-use crate::ports::{RegisteredEvent, VersionInfo};
+use crate::ports::{RegisteredEvent, Rejection, VersionInfo};
 use crate::processor::{BatchReport, ItemOutcome};
 use crate::schema::ValidationIssue;
 
@@ -45,7 +46,13 @@ impl<'a, T: Serialize> Reply<'a, T> {
     }
 
     pub fn with_status(self, status: StatusCode) -> Response {
-        (status, Json(self)).into_response()
+        let logged = Logged {
+            error: self.error,
+            ..Logged::default()
+        };
+        let mut response = (status, Json(self)).into_response();
+        logged.on(&mut response);
+        response
     }
 }
 
@@ -116,6 +123,20 @@ pub(crate) struct Valid {
     pub version: SchemaVersion,
 }
 
+/// A replayed rejection.
+#[derive(Debug, Serialize)]
+pub(crate) struct Replayed {
+    pub id: EventId,
+    pub version: SchemaVersion,
+}
+
+/// A page of rejections.
+#[derive(Debug, Serialize)]
+pub(crate) struct Rejected<'a> {
+    pub rejected: &'a [Rejection],
+    pub next: Option<EventId>,
+}
+
 /// A batch: counts and one result per input, in input order.
 #[derive(Debug, Serialize)]
 pub(crate) struct Batch<'a> {
@@ -131,6 +152,8 @@ pub(crate) struct ItemResult<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<EventId>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<&'a [ValidationIssue]>,
 }
 
@@ -141,20 +164,39 @@ impl<'a> Batch<'a> {
             .iter()
             .enumerate()
             .map(|(index, outcome)| {
-                let (status, id, errors) = match outcome {
-                    ItemOutcome::Accepted(id) => (StatusCode::OK, Some(*id), None),
+                let (status, id, error, errors) = match outcome {
+                    ItemOutcome::Accepted(id) => (StatusCode::OK, Some(*id), None, None),
                     ItemOutcome::Invalid(errors) => (
                         StatusCode::UNPROCESSABLE_ENTITY,
                         None,
+                        Some("validation_failed"),
                         Some(errors.as_slice()),
                     ),
-                    ItemOutcome::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, None, None),
-                    ItemOutcome::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, None, None),
+                    ItemOutcome::Unavailable => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        None,
+                        Some("service_unavailable"),
+                        None,
+                    ),
+                    // The id it may be in the stream under: what a consumer deduplicates by.
+                    ItemOutcome::Unconfirmed(id) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some(*id),
+                        Some("publish_unconfirmed"),
+                        None,
+                    ),
+                    ItemOutcome::TooLarge => (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        None,
+                        Some("payload_too_large"),
+                        None,
+                    ),
                 };
                 ItemResult {
                     index,
                     status: status.as_u16(),
                     id,
+                    error,
                     errors,
                 }
             })

@@ -10,6 +10,7 @@ use super::{ProcessError, Processor};
 use crate::domain::{ClientId, EventId, EventName, SchemaVersion};
 use crate::envelope::Envelope;
 use crate::error::{ErrorChain, cause};
+use crate::metrics;
 use crate::ports::{StoreError, StreamError};
 use crate::retry::Deadline;
 use crate::schema::{CompiledSchema, ValidationIssue};
@@ -21,8 +22,12 @@ pub enum ItemOutcome {
     Accepted(EventId),
     /// Does not satisfy the schema; not published.
     Invalid(Vec<ValidationIssue>),
-    /// Valid, but the stream did not acknowledge it; the client may retry it.
+    /// Valid, but the stream did not acknowledge it and cannot have stored it; the client may
+    /// retry it.
     Unavailable,
+    /// Valid, published under this id, but the stream's answer was lost: it may be in the
+    /// stream. A retry (under the same `Idempotency-Key`, hence the same id) is safe.
+    Unconfirmed(EventId),
     /// Valid, but too large for one stream record; retrying cannot help.
     TooLarge,
 }
@@ -34,9 +39,13 @@ pub enum BatchVerdict {
     AllAccepted,
     /// Some items were accepted, some not.
     SomeAccepted,
-    /// Nothing was accepted because the stream did not acknowledge; the valid items can be retried.
-    Unavailable,
-    /// Nothing was accepted because no item can be published as it is.
+    /// Nothing was acknowledged because of the stream; the valid items can be retried. With
+    /// `unconfirmed`, some may have reached it nonetheless.
+    Unavailable { unconfirmed: bool },
+    /// Nothing was accepted because every item is too large for a stream record.
+    TooLarge,
+    /// Nothing was accepted because no item can be published as it is (some invalid, perhaps
+    /// some too large).
     NoneValid,
 }
 
@@ -55,16 +64,20 @@ impl BatchReport {
             .iter()
             .filter(|o| matches!(o, ItemOutcome::Accepted(_)))
             .count();
-        let unavailable = outcomes
-            .iter()
-            .filter(|o| matches!(o, ItemOutcome::Unavailable))
-            .count();
+        let count = |f: fn(&ItemOutcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+        let unavailable = count(|o| matches!(o, ItemOutcome::Unavailable));
+        let unconfirmed = count(|o| matches!(o, ItemOutcome::Unconfirmed(_)));
+        let too_large = count(|o| matches!(o, ItemOutcome::TooLarge));
         let verdict = if accepted == outcomes.len() {
             BatchVerdict::AllAccepted
         } else if accepted > 0 {
             BatchVerdict::SomeAccepted
-        } else if unavailable > 0 {
-            BatchVerdict::Unavailable
+        } else if unavailable + unconfirmed > 0 {
+            BatchVerdict::Unavailable {
+                unconfirmed: unconfirmed > 0,
+            }
+        } else if too_large == outcomes.len() {
+            BatchVerdict::TooLarge
         } else {
             BatchVerdict::NoneValid
         };
@@ -78,7 +91,9 @@ impl BatchReport {
 
     /// Whether some items may succeed if sent again later.
     pub fn retryable(&self) -> bool {
-        self.outcomes.contains(&ItemOutcome::Unavailable)
+        self.outcomes
+            .iter()
+            .any(|o| matches!(o, ItemOutcome::Unavailable | ItemOutcome::Unconfirmed(_)))
     }
 }
 
@@ -89,32 +104,78 @@ pub struct Accepted {
     pub version: SchemaVersion,
 }
 
+/// What an ingest request carries besides its events.
+#[derive(Debug, Clone, Copy)]
+pub struct Submission<'a> {
+    pub client: &'a ClientId,
+    pub event: &'a EventName,
+    /// The version asked for (`?version=N`); `None`: the latest.
+    pub version: Option<SchemaVersion>,
+    pub deadline: Deadline,
+    /// The request's id, kept with its rejections.
+    pub request_id: Option<&'a str>,
+}
+
 impl Processor {
-    /// Validates `data` against `version` of the pair's schema (`None`: the latest) and
-    /// publishes it; returns its id once the stream has acknowledged it.
-    #[tracing::instrument(skip(self, data, deadline), fields(%client, %event))]
+    /// Validates an event against the version asked for (or the latest) and publishes it,
+    /// under `id` if given (a retried or replayed event keeps its id); returns its id once the
+    /// stream has acknowledged it. An event refused for its content is kept as a rejection,
+    /// with `text`, the event as the client sent it.
+    #[tracing::instrument(skip_all, fields(client = %to.client, event = %to.event))]
     pub async fn receive_event(
         &self,
-        client: &ClientId,
-        event: &EventName,
+        to: &Submission<'_>,
         data: Value,
-        version: Option<SchemaVersion>,
-        deadline: Deadline,
+        text: &[u8],
+        id: Option<EventId>,
     ) -> Result<Accepted, ProcessError> {
-        let validator = self
-            .accepting(client, event, &data, version, deadline)
-            .await?;
-        let envelope = Envelope::new(client, event, validator.version, &data)?;
-        self.stream.publish(&envelope, deadline).await?;
+        let validator = match self
+            .accepting(to.client, to.event, &data, to.version, to.deadline)
+            .await
+        {
+            Ok(validator) => validator,
+            Err(ProcessError::InvalidEvent { version, issues }) => {
+                let rejection =
+                    self.rejection(to, Some(version), REASON_INVALID, issues.clone(), text);
+                self.keep_rejections(to, vec![rejection]).await;
+                return Err(ProcessError::InvalidEvent { version, issues });
+            }
+            Err(error) => return Err(error),
+        };
+        let envelope = Envelope::with_id(
+            id.unwrap_or_default(),
+            to.client,
+            to.event,
+            validator.version,
+            &data,
+        )?;
+        match self.stream.publish(&envelope, to.deadline).await {
+            Ok(()) => {}
+            Err(error) => {
+                count_publish_failure(&error);
+                if let StreamError::TooLarge { .. } = error {
+                    let rejection = self.rejection(
+                        to,
+                        Some(validator.version),
+                        REASON_TOO_LARGE,
+                        Vec::new(),
+                        text,
+                    );
+                    self.keep_rejections(to, vec![rejection]).await;
+                }
+                return Err(error.into());
+            }
+        }
         tracing::debug!(id = %envelope.id, "event acknowledged by the stream");
+        accepted(to, 1);
         Ok(Accepted {
             id: envelope.id,
             version: validator.version,
         })
     }
 
-    /// Validates `data` as [`Processor::receive_event`] would, and publishes nothing; returns
-    /// the version that accepts it.
+    /// Validates `data` as [`Processor::receive_event`] would, and publishes nothing, keeps
+    /// nothing; returns the version that accepts it.
     #[tracing::instrument(skip(self, data, deadline), fields(%client, %event))]
     pub async fn validate_event(
         &self,
@@ -130,30 +191,50 @@ impl Processor {
         Ok(validator.version)
     }
 
+    /// Keeps a send route's body that is not JSON as a rejection (`400 invalid_json`), if the
+    /// pair is registered: that is a producer's event the schema never saw.
+    pub async fn reject_unreadable(&self, to: &Submission<'_>, text: &[u8], reason: String) {
+        match self.validator(to.client, to.event, None, to.deadline).await {
+            Ok(_) => {
+                let issue = ValidationIssue {
+                    instance_path: String::new(),
+                    schema_path: String::new(),
+                    keyword: "json".to_owned(),
+                    message: reason,
+                };
+                let rejection = self.rejection(to, None, REASON_NOT_JSON, vec![issue], text);
+                self.keep_rejections(to, vec![rejection]).await;
+            }
+            // Not registered (nothing to keep), or the store cannot say: the answer is the 400.
+            Err(error) => tracing::debug!(error = %ErrorChain(&error), "unreadable event not kept"),
+        }
+    }
+
     /// Validates each event of a batch on its own (against `version`, or the latest) and
-    /// publishes the valid ones together (one stream call, one deadline); reports one outcome
-    /// per input, in input order.
-    #[tracing::instrument(skip(self, items, deadline), fields(%client, %event, items = items.len()))]
+    /// publishes the valid ones together (one stream call, one deadline), item `i` under
+    /// `ids[i]` if given; reports one outcome per input, in input order. The items refused for
+    /// their content are kept as rejections, together.
+    #[tracing::instrument(skip_all, fields(client = %to.client, event = %to.event, items = items.len()))]
     pub async fn receive_events(
         &self,
-        client: &ClientId,
-        event: &EventName,
+        to: &Submission<'_>,
         items: Vec<Value>,
-        version: Option<SchemaVersion>,
-        deadline: Deadline,
+        ids: Option<&[EventId]>,
     ) -> Result<BatchReport, ProcessError> {
-        let validator = self.validator(client, event, version, deadline).await?;
+        let (client, event, deadline) = (to.client, to.event, to.deadline);
+        let validator = self.validator(client, event, to.version, deadline).await?;
         // Fetched only if some item fails the cached latest version (see `accepting`).
         let mut fresh: Option<Arc<Validator>> = None;
         let mut outcomes = Vec::with_capacity(items.len());
         let mut envelopes = Vec::with_capacity(items.len());
         let mut indexes = Vec::with_capacity(items.len());
-        for data in &items {
+        let mut rejections = Vec::new();
+        for (index, data) in items.iter().enumerate() {
             let mut verdict = validator
                 .compiled
                 .validate(data)
                 .map(|()| validator.clone());
-            if verdict.is_err() && version.is_none() {
+            if verdict.is_err() && to.version.is_none() {
                 if fresh.is_none() {
                     fresh = Some(self.reload_latest(client, event, deadline).await?);
                 }
@@ -165,35 +246,77 @@ impl Processor {
             }
             match verdict {
                 Ok(accepting) => {
-                    indexes.push(outcomes.len());
-                    envelopes.push(Envelope::new(client, event, accepting.version, data)?);
+                    let id = ids
+                        .and_then(|ids| ids.get(index).copied())
+                        .unwrap_or_default();
+                    indexes.push((outcomes.len(), accepting.version));
+                    envelopes.push(Envelope::with_id(
+                        id,
+                        client,
+                        event,
+                        accepting.version,
+                        data,
+                    )?);
                     // Until the stream answers for this envelope.
                     outcomes.push(ItemOutcome::Unavailable);
                 }
-                Err(issues) => outcomes.push(ItemOutcome::Invalid(issues)),
+                Err(issues) => {
+                    // A batch item's text is its compact JSON: the body's own bytes of each
+                    // item are not kept apart when the array is parsed.
+                    let text = data.to_string();
+                    rejections.push(self.rejection(
+                        to,
+                        Some(validator.version),
+                        REASON_INVALID,
+                        issues.clone(),
+                        text.as_bytes(),
+                    ));
+                    outcomes.push(ItemOutcome::Invalid(issues));
+                }
             }
         }
         if !envelopes.is_empty() {
             let results = self.stream.publish_batch(&envelopes, deadline).await;
-            for ((index, envelope), result) in indexes.into_iter().zip(&envelopes).zip(results) {
+            for (((index, version), envelope), result) in
+                indexes.into_iter().zip(&envelopes).zip(results)
+            {
                 outcomes[index] = match result {
                     Ok(()) => ItemOutcome::Accepted(envelope.id),
-                    Err(StreamError::TooLarge { .. }) => ItemOutcome::TooLarge,
                     Err(error) => {
-                        tracing::warn!(error = %ErrorChain(&error), id = %envelope.id, "batch item not acknowledged");
-                        ItemOutcome::Unavailable
+                        count_publish_failure(&error);
+                        if let StreamError::Unconfirmed(_) = error {
+                            tracing::warn!(error = %ErrorChain(&error), id = %envelope.id, "batch item's outcome unknown");
+                            ItemOutcome::Unconfirmed(envelope.id)
+                        } else if let StreamError::TooLarge { .. } = error {
+                            rejections.push(self.rejection(
+                                to,
+                                Some(version),
+                                REASON_TOO_LARGE,
+                                Vec::new(),
+                                envelope.data_json().as_bytes(),
+                            ));
+                            ItemOutcome::TooLarge
+                        } else {
+                            tracing::warn!(error = %ErrorChain(&error), id = %envelope.id, "batch item not acknowledged");
+                            ItemOutcome::Unavailable
+                        }
                     }
                 };
             }
         }
-        Ok(BatchReport::new(outcomes))
+        if !rejections.is_empty() {
+            self.keep_rejections(to, rejections).await;
+        }
+        let report = BatchReport::new(outcomes);
+        accepted(to, report.accepted);
+        Ok(report)
     }
 
     /// The validator that accepts `data`: `version`'s, or the latest version's. Before
     /// refusing an event against the cached latest version, the store is asked whether a newer
     /// version exists (another process may have registered one since), so an event sent right
     /// after a registration is never refused because of a stale cache.
-    async fn accepting(
+    pub(super) async fn accepting(
         &self,
         client: &ClientId,
         event: &EventName,
@@ -222,7 +345,7 @@ impl Processor {
 
     /// The compiled schema of `version` of a pair, or of its latest version: from the cache,
     /// or loaded once (concurrent first requests for a pair share one store read).
-    async fn validator(
+    pub(super) async fn validator(
         &self,
         client: &ClientId,
         event: &EventName,
@@ -305,6 +428,27 @@ impl Processor {
     }
 }
 
+/// The reasons of `events_rejected_total` and of a rejection's `error`.
+pub(super) const REASON_INVALID: &str = "validation_failed";
+pub(super) const REASON_TOO_LARGE: &str = "payload_too_large";
+pub(super) const REASON_NOT_JSON: &str = "invalid_json";
+
+fn accepted(to: &Submission<'_>, count: usize) {
+    if count > 0 {
+        metrics::events_accepted(to.client, to.event, count as u64);
+    }
+}
+
+pub(super) fn count_publish_failure(error: &StreamError) {
+    metrics::stream_publish_failure(match error {
+        StreamError::Unavailable(_) => "unavailable",
+        StreamError::Unconfirmed(_) => "unconfirmed",
+        StreamError::TooLarge { .. } => "too_large",
+        StreamError::Corrupt(_) => "corrupt",
+        StreamError::Encode(_) => "encode",
+    });
+}
+
 /// A schema read from the store that does not compile.
 #[derive(Debug, thiserror::Error)]
 #[error("the stored schema does not compile")]
@@ -330,6 +474,49 @@ mod tests {
         (client, event)
     }
 
+    /// The send routes' calls, as the tests before rejections wrote them.
+    impl Processor {
+        async fn send(
+            &self,
+            client: &ClientId,
+            event: &EventName,
+            data: Value,
+            version: Option<SchemaVersion>,
+            deadline: Deadline,
+        ) -> Result<Accepted, ProcessError> {
+            let to = submission(client, event, version, deadline);
+            let text = data.to_string();
+            self.receive_event(&to, data, text.as_bytes(), None).await
+        }
+
+        async fn send_batch(
+            &self,
+            client: &ClientId,
+            event: &EventName,
+            items: Vec<Value>,
+            version: Option<SchemaVersion>,
+            deadline: Deadline,
+        ) -> Result<BatchReport, ProcessError> {
+            let to = submission(client, event, version, deadline);
+            self.receive_events(&to, items, None).await
+        }
+    }
+
+    fn submission<'a>(
+        client: &'a ClientId,
+        event: &'a EventName,
+        version: Option<SchemaVersion>,
+        deadline: Deadline,
+    ) -> Submission<'a> {
+        Submission {
+            client,
+            event,
+            version,
+            deadline,
+            request_id: Some("test-request"),
+        }
+    }
+
     fn bob() -> Value {
         json!({"name": "Bob", "age": 3})
     }
@@ -341,7 +528,7 @@ mod tests {
 
         let accepted = f
             .processor
-            .receive_event(&client, &event, bob(), None, deadline())
+            .send(&client, &event, bob(), None, deadline())
             .await
             .unwrap();
 
@@ -360,7 +547,7 @@ mod tests {
 
         let error = f
             .processor
-            .receive_event(
+            .send(
                 &client,
                 &event,
                 json!({"name": 7, "extra": true}),
@@ -388,7 +575,7 @@ mod tests {
         let (client, event) = names("a", "Nope");
         let error = f
             .processor
-            .receive_event(&client, &event, json!({}), None, deadline())
+            .send(&client, &event, json!({}), None, deadline())
             .await
             .unwrap_err();
         assert!(
@@ -412,17 +599,17 @@ mod tests {
 
         let old = f
             .processor
-            .receive_event(&client, &event, bob(), Some(version(1)), deadline())
+            .send(&client, &event, bob(), Some(version(1)), deadline())
             .await
             .unwrap();
         let refused_by_v1 = f
             .processor
-            .receive_event(&client, &event, json!("text"), Some(version(1)), deadline())
+            .send(&client, &event, json!("text"), Some(version(1)), deadline())
             .await
             .unwrap_err();
         let missing = f
             .processor
-            .receive_event(&client, &event, bob(), Some(version(9)), deadline())
+            .send(&client, &event, bob(), Some(version(9)), deadline())
             .await
             .unwrap_err();
 
@@ -462,7 +649,7 @@ mod tests {
         let other = Processor::new(f.store.clone(), Arc::new(f.stream.clone()));
         // This instance has version 1 cached ...
         f.processor
-            .receive_event(&client, &event, bob(), None, deadline())
+            .send(&client, &event, bob(), None, deadline())
             .await
             .unwrap();
         // ... when the other registers version 2, which adds an optional property.
@@ -476,7 +663,7 @@ mod tests {
         let with_an_email = json!({"name": "Bob", "age": 3, "email": "bob@example.com"});
         let accepted = f
             .processor
-            .receive_event(&client, &event, with_an_email, None, deadline())
+            .send(&client, &event, with_an_email, None, deadline())
             .await
             .unwrap();
 
@@ -493,7 +680,7 @@ mod tests {
         f.store.set_unavailable(true);
 
         f.processor
-            .receive_event(&client, &event, bob(), None, deadline())
+            .send(&client, &event, bob(), None, deadline())
             .await
             .unwrap();
 
@@ -510,13 +697,13 @@ mod tests {
         // Within the TTL the cache answers; past it, the send needs the (unavailable) store.
         tokio::time::advance(ttl - Duration::from_secs(1)).await;
         f.processor
-            .receive_event(&client, &event, bob(), None, deadline())
+            .send(&client, &event, bob(), None, deadline())
             .await
             .expect("still cached");
         tokio::time::advance(Duration::from_secs(2)).await;
         let error = f
             .processor
-            .receive_event(&client, &event, bob(), None, deadline())
+            .send(&client, &event, bob(), None, deadline())
             .await
             .unwrap_err();
 
@@ -529,14 +716,14 @@ mod tests {
         let f = fixture();
         let (client, event) = registered(&f).await;
         f.processor
-            .receive_event(&client, &event, bob(), Some(version(1)), deadline())
+            .send(&client, &event, bob(), Some(version(1)), deadline())
             .await
             .unwrap();
         f.store.set_unavailable(true);
 
         // Versions are immutable: their validators never expire.
         f.processor
-            .receive_event(&client, &event, bob(), Some(version(1)), deadline())
+            .send(&client, &event, bob(), Some(version(1)), deadline())
             .await
             .unwrap();
 
@@ -557,7 +744,7 @@ mod tests {
 
         let error = f
             .processor
-            .receive_event(&client, &event, bob(), None, deadline())
+            .send(&client, &event, bob(), None, deadline())
             .await
             .unwrap_err();
 
@@ -572,7 +759,7 @@ mod tests {
 
         let mixed = f
             .processor
-            .receive_events(&client, &event, vec![bob(), json!(1)], None, deadline())
+            .send_batch(&client, &event, vec![bob(), json!(1)], None, deadline())
             .await
             .unwrap();
         assert_eq!((mixed.accepted, mixed.rejected), (1, 1));
@@ -581,7 +768,7 @@ mod tests {
 
         let none = f
             .processor
-            .receive_events(&client, &event, vec![json!(1)], None, deadline())
+            .send_batch(&client, &event, vec![json!(1)], None, deadline())
             .await
             .unwrap();
         assert_eq!(none.verdict, BatchVerdict::NoneValid);
@@ -589,10 +776,13 @@ mod tests {
         f.stream.set_unavailable(true);
         let down = f
             .processor
-            .receive_events(&client, &event, vec![bob(), json!(2)], None, deadline())
+            .send_batch(&client, &event, vec![bob(), json!(2)], None, deadline())
             .await
             .unwrap();
-        assert_eq!(down.verdict, BatchVerdict::Unavailable);
+        assert_eq!(
+            down.verdict,
+            BatchVerdict::Unavailable { unconfirmed: false }
+        );
         assert!(down.retryable());
         assert_eq!(down.outcomes[0], ItemOutcome::Unavailable);
     }

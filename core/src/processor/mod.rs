@@ -1,27 +1,35 @@
 //! The business functions of the gateway, written against the ports only, one file per
-//! capability: [`registry`] (versions, compatibility, reading and listing schemas) and
+//! capability: [`registry`] (versions, compatibility, reading and listing schemas),
 //! [`ingest`] (validating and publishing events, one at a time or in batches, or validating
-//! only).
+//! only), [`rejections`] (events refused for their content: kept, listed, replayed) and
+//! [`idempotency`] (keys of retried requests).
 //!
 //! Every function takes the request's [`Deadline`](crate::retry::Deadline): all the store and
 //! stream calls it makes share it.
 
 mod cache;
+pub mod idempotency;
 pub mod ingest;
 pub mod registry;
+pub mod rejections;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::adapters::memory::MemorySchemaStore;
 use crate::compat::{Incompatibility, Mode};
-use crate::domain::{ClientId, EventName, SchemaVersion};
+use crate::domain::{ClientId, EventId, EventName, SchemaVersion};
 use crate::envelope::EncodeError;
-use crate::ports::{EventStream, SchemaStore, StoreError, StreamError};
+use crate::ports::{
+    EventStream, IdempotencyStore, RejectionStore, SchemaStore, StoreError, StreamError,
+};
 use crate::schema::{SchemaError, ValidationIssue};
 
 pub use cache::SCHEMA_CACHE_TTL;
-pub use ingest::{Accepted, BatchReport, BatchVerdict, ItemOutcome};
+pub use idempotency::{Claim, Idempotency};
+pub use ingest::{Accepted, BatchReport, BatchVerdict, ItemOutcome, Submission};
 pub use registry::{CompatibilityReport, Registered};
+pub use rejections::{MAX_REJECTED_PAGE, RejectedPage, Replayed};
 
 /// Why a business function failed. Only the HTTP edge turns these into status codes.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +58,18 @@ pub enum ProcessError {
         version: SchemaVersion,
         issues: Vec<ValidationIssue>,
     },
+    #[error("{client}/{event} has no rejection {id}")]
+    RejectionNotFound {
+        client: ClientId,
+        event: EventName,
+        id: EventId,
+    },
+    /// The rejection kept only the first 64 KiB of its event: it cannot be replayed.
+    #[error("rejection {id} kept only part of its event and cannot be replayed")]
+    NotReplayable { id: EventId },
+    /// Another replay of the same rejection is running.
+    #[error("rejection {id} is being replayed")]
+    ReplayInProgress { id: EventId },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -64,18 +84,39 @@ pub enum ProcessError {
 pub struct Processor {
     schemas: Arc<dyn SchemaStore>,
     stream: Arc<dyn EventStream>,
+    rejections: Arc<dyn RejectionStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
     cache: cache::SchemaCache,
     default_compatibility: Mode,
 }
 
 impl Processor {
+    /// A processor over a schema store and an event stream. Rejections and idempotency keys
+    /// live in this process's memory until [`Processor::with_rejections`] and
+    /// [`Processor::with_idempotency`] give them a home (`App` gives them the schema store's
+    /// backend).
     pub fn new(schemas: Arc<dyn SchemaStore>, stream: Arc<dyn EventStream>) -> Self {
+        let memory = Arc::new(MemorySchemaStore::new());
         Self {
             schemas,
             stream,
+            rejections: memory.clone(),
+            idempotency: memory,
             cache: cache::SchemaCache::new(SCHEMA_CACHE_TTL),
             default_compatibility: Mode::default(),
         }
+    }
+
+    /// Keeps rejected events in `store`.
+    pub fn with_rejections(mut self, store: Arc<dyn RejectionStore>) -> Self {
+        self.rejections = store;
+        self
+    }
+
+    /// Keeps idempotency keys in `store`.
+    pub fn with_idempotency(mut self, store: Arc<dyn IdempotencyStore>) -> Self {
+        self.idempotency = store;
+        self
     }
 
     /// Trusts the cached latest version of a pair for `ttl` instead of [`SCHEMA_CACHE_TTL`].

@@ -10,3 +10,25 @@ event_processor_tests::event_stream_contract!(async {
     let stream = MemoryEventStream::new();
     (Arc::new(stream.clone()), Arc::new(stream))
 });
+
+mod rejections {
+    use std::sync::Arc;
+
+    use event_processor_core::adapters::memory::MemorySchemaStore;
+    use event_processor_core::ports::RejectionStore;
+
+    event_processor_tests::rejection_store_contract!(async {
+        Arc::new(MemorySchemaStore::new()) as Arc<dyn RejectionStore>
+    });
+}
+
+mod idempotency {
+    use std::sync::Arc;
+
+    use event_processor_core::adapters::memory::MemorySchemaStore;
+    use event_processor_core::ports::IdempotencyStore;
+
+    event_processor_tests::idempotency_store_contract!(async {
+        Arc::new(MemorySchemaStore::new()) as Arc<dyn IdempotencyStore>
+    });
+}

@@ -1,0 +1,285 @@
+//! Rejections: events refused for their content, kept apart from the stream so that their
+//! producer can find them (`rejected`) and publish them once the schema is fixed (`replay`).
+//!
+//! Keeping a rejection never changes the producer's answer: a store failure is logged and
+//! counted (`rejections_dropped_total`), and the 422 (or 413, 400) stays what it was.
+
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use super::ingest::Submission;
+use super::{ProcessError, Processor};
+use crate::domain::{
+    ClientId, EventId, EventName, Fingerprint, IdempotencyKey, SchemaVersion, now_rfc3339,
+};
+use crate::envelope::Envelope;
+use crate::error::ErrorChain;
+use crate::metrics;
+use crate::ports::{Begin, KeptAnswer, MAX_REJECTED_DATA, Rejection};
+use crate::retry::Deadline;
+use crate::schema::ValidationIssue;
+
+/// Most rejections one page lists.
+pub const MAX_REJECTED_PAGE: usize = 1000;
+
+/// A page of a pair's rejections, newest first, and the id to pass as `before` for the next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedPage {
+    pub rejected: Vec<Rejection>,
+    pub next: Option<EventId>,
+}
+
+/// A replayed rejection: published under its own id, with the version that accepted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replayed {
+    pub id: EventId,
+    pub version: SchemaVersion,
+}
+
+impl Processor {
+    /// A rejection of an event of `to` for `reason`, keeping at most [`MAX_REJECTED_DATA`]
+    /// bytes of `text` (cut at a character boundary; bytes that are not UTF-8 become U+FFFD).
+    pub(super) fn rejection(
+        &self,
+        to: &Submission<'_>,
+        version: Option<SchemaVersion>,
+        reason: &'static str,
+        errors: Vec<ValidationIssue>,
+        text: &[u8],
+    ) -> Rejection {
+        let mut data = String::from_utf8_lossy(text).into_owned();
+        let truncated = data.len() > MAX_REJECTED_DATA;
+        if truncated {
+            let mut end = MAX_REJECTED_DATA;
+            while !data.is_char_boundary(end) {
+                end -= 1;
+            }
+            data.truncate(end);
+        }
+        Rejection {
+            id: EventId::new(),
+            client: to.client.clone(),
+            event: to.event.clone(),
+            version,
+            received_at: now_rfc3339(),
+            request_id: to.request_id.map(str::to_owned),
+            error: reason.to_owned(),
+            errors,
+            data,
+            truncated,
+            replayed: None,
+        }
+    }
+
+    /// Counts the rejections of one request and keeps them together. Never fails: a store
+    /// failure is logged and counted, the producer's answer stays what it was.
+    pub(super) async fn keep_rejections(&self, to: &Submission<'_>, rejections: Vec<Rejection>) {
+        for reason in [
+            super::ingest::REASON_INVALID,
+            super::ingest::REASON_TOO_LARGE,
+            super::ingest::REASON_NOT_JSON,
+        ] {
+            let count = rejections.iter().filter(|r| r.error == reason).count();
+            if count > 0 {
+                metrics::events_rejected(to.client, to.event, reason, count as u64);
+            }
+        }
+        if let Err(error) = self.rejections.keep(&rejections, to.deadline).await {
+            metrics::rejections_dropped(rejections.len() as u64);
+            tracing::error!(
+                error = %ErrorChain(&error),
+                client = %to.client,
+                event = %to.event,
+                count = rejections.len(),
+                "rejected events could not be kept"
+            );
+        }
+    }
+
+    /// The pair's rejections, newest first: at most `limit` (1 to [`MAX_REJECTED_PAGE`]),
+    /// older than `before` if given.
+    pub async fn rejected(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        limit: usize,
+        before: Option<EventId>,
+        deadline: Deadline,
+    ) -> Result<RejectedPage, ProcessError> {
+        let limit = limit.clamp(1, MAX_REJECTED_PAGE);
+        // One more than asked for tells whether there is a next page without a second read.
+        let mut rejected = self
+            .rejections
+            .list(client, event, limit + 1, before, deadline)
+            .await?;
+        let next = if rejected.len() > limit {
+            rejected.truncate(limit);
+            rejected.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Ok(RejectedPage { rejected, next })
+    }
+
+    /// Publishes a kept rejection under its own id once it satisfies the latest version (or
+    /// `version`). Exactly once: a rejection already replayed answers as before and publishes
+    /// nothing; concurrent replays of one rejection take a lock in the idempotency store, the
+    /// others are told it is in progress.
+    #[tracing::instrument(skip(self, deadline), fields(%client, %event, %id))]
+    pub async fn replay(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        id: EventId,
+        version: Option<SchemaVersion>,
+        deadline: Deadline,
+    ) -> Result<Replayed, ProcessError> {
+        let rejection = self.replayable(client, event, id, deadline).await?;
+        if let Some(version) = rejection.replayed {
+            return Ok(Replayed { id, version });
+        }
+        let key = replay_key(id);
+        let fingerprint = Fingerprint::of(id.to_string().as_bytes(), None);
+        let lease_until = SystemTime::now() + deadline.remaining();
+        match self
+            .idempotency
+            .begin(
+                client,
+                event,
+                &key,
+                fingerprint,
+                &[id],
+                lease_until,
+                deadline,
+            )
+            .await?
+        {
+            Begin::Started | Begin::Resumed { .. } => {}
+            Begin::InProgress => return Err(ProcessError::ReplayInProgress { id }),
+            // Replayed by another request between the read above and this lock.
+            Begin::Completed(answer) => {
+                if let Some(version) = replayed_version(&answer) {
+                    return Ok(Replayed { id, version });
+                }
+            }
+            // The key's fingerprint is the id itself: another fingerprint cannot happen.
+            Begin::Reused => return Err(ProcessError::ReplayInProgress { id }),
+        }
+        let outcome = self.publish_replay(&rejection, version, deadline).await;
+        let finished = match &outcome {
+            Ok(replayed) => {
+                let answer = KeptAnswer {
+                    status: 200,
+                    body: replayed.version.get().to_string().into_bytes(),
+                };
+                self.idempotency
+                    .complete(client, event, &key, &answer, deadline)
+                    .await
+            }
+            // Still invalid, or the stream failed: a later replay may succeed.
+            Err(_) => {
+                self.idempotency
+                    .release(client, event, &key, deadline)
+                    .await
+            }
+        };
+        if let Err(error) = finished {
+            // The rejection's own mark (below, or already written) still prevents a second
+            // publish; the lock runs out with the request's deadline.
+            tracing::warn!(error = %ErrorChain(&error), "replay lock not updated");
+        }
+        outcome
+    }
+
+    /// The rejection, if it exists and kept all of its event.
+    async fn replayable(
+        &self,
+        client: &ClientId,
+        event: &EventName,
+        id: EventId,
+        deadline: Deadline,
+    ) -> Result<Rejection, ProcessError> {
+        let rejection = self
+            .rejections
+            .get(client, event, id, deadline)
+            .await?
+            .ok_or_else(|| ProcessError::RejectionNotFound {
+                client: client.clone(),
+                event: event.clone(),
+                id,
+            })?;
+        if rejection.truncated {
+            return Err(ProcessError::NotReplayable { id });
+        }
+        Ok(rejection)
+    }
+
+    async fn publish_replay(
+        &self,
+        rejection: &Rejection,
+        version: Option<SchemaVersion>,
+        deadline: Deadline,
+    ) -> Result<Replayed, ProcessError> {
+        let (client, event) = (&rejection.client, &rejection.event);
+        // Read again under the lock: a replay that finished while this one waited for it.
+        if let Some(version) = self
+            .rejections
+            .get(client, event, rejection.id, deadline)
+            .await?
+            .and_then(|r| r.replayed)
+        {
+            return Ok(Replayed {
+                id: rejection.id,
+                version,
+            });
+        }
+        let data: Value = match serde_json::from_str(&rejection.data) {
+            Ok(data) => data,
+            Err(error) => {
+                let validator = self.validator(client, event, version, deadline).await?;
+                return Err(ProcessError::InvalidEvent {
+                    version: validator.version,
+                    issues: vec![ValidationIssue {
+                        instance_path: String::new(),
+                        schema_path: String::new(),
+                        keyword: "json".to_owned(),
+                        message: format!("the kept event is not JSON: {error}"),
+                    }],
+                });
+            }
+        };
+        let validator = self
+            .accepting(client, event, &data, version, deadline)
+            .await?;
+        let envelope = Envelope::with_id(rejection.id, client, event, validator.version, &data)?;
+        self.stream
+            .publish(&envelope, deadline)
+            .await
+            .inspect_err(|error| {
+                super::ingest::count_publish_failure(error);
+            })?;
+        metrics::events_accepted(client, event, 1);
+        // Published: from here on, a replay answers without publishing.
+        self.rejections
+            .mark_replayed(client, event, rejection.id, validator.version, deadline)
+            .await?;
+        Ok(Replayed {
+            id: rejection.id,
+            version: validator.version,
+        })
+    }
+}
+
+/// The idempotency key under which replays of rejection `id` take their lock: it contains a
+/// space, which no client's key can, so a producer cannot take it.
+fn replay_key(id: EventId) -> IdempotencyKey {
+    IdempotencyKey::reserved(format!("replay {id}"))
+}
+
+/// The version a completed replay's lock recorded.
+fn replayed_version(answer: &KeptAnswer) -> Option<SchemaVersion> {
+    std::str::from_utf8(&answer.body)
+        .ok()
+        .and_then(|raw| SchemaVersion::parse(raw).ok())
+}
