@@ -6,8 +6,10 @@ mod produce;
 mod schema;
 mod token;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use event_processor_core::App;
@@ -16,7 +18,8 @@ use event_processor_core::config::{
     StreamConfig,
 };
 use event_processor_core::error::ErrorChain;
-use event_processor_core::http::Auth;
+use event_processor_core::http::{Auth, MetricsRender};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -102,12 +105,10 @@ async fn main() -> ExitCode {
         Command::Serve { .. } | Command::Setup { .. } => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(error) = init_logging(default_level) {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
 
     let result: Result<(), BoxError> = match cli.command {
         Command::Serve { addr, backends } => serve(addr, backends).await,
@@ -132,6 +133,69 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `LOG_FORMAT`: `json` or `text`.
+const LOG_FORMAT_VAR: &str = "LOG_FORMAT";
+
+/// Logs to stderr: JSON lines (one object per event, the request line's fields at the top
+/// level) when `LOG_FORMAT=json` or when stderr is not a terminal (a service manager, a
+/// container, a file: something that ships logs), readable text on a terminal. Colours only
+/// on a terminal, so a file never holds escape codes.
+fn init_logging(default_level: &str) -> Result<(), BoxError> {
+    let terminal = std::io::stderr().is_terminal();
+    let json = match std::env::var(LOG_FORMAT_VAR).as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        Ok(other) => {
+            return Err(format!("{LOG_FORMAT_VAR}={other:?}: expected `json` or `text`").into());
+        }
+        Err(_) => !terminal,
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(terminal);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+/// Buckets of `request_duration_seconds`: from a cache-warm 1 ms to the 10 s request budget.
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How often the Prometheus recorder's histograms are maintained.
+const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Installs the Prometheus recorder for this process; `GET /metrics` renders it.
+fn prometheus() -> Result<MetricsRender, BoxError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(event_processor_core::metrics::REQUEST_DURATION.to_owned()),
+            DURATION_BUCKETS,
+        )?
+        .install_recorder()?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(METRICS_UPKEEP);
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(Arc::new(move || handle.render()))
+}
+
 impl Backends {
     /// The whole configuration: the backends from the flags (or their variables), everything
     /// else (DEFAULT_COMPATIBILITY, AUTH, ...) from the environment.
@@ -145,7 +209,7 @@ impl Backends {
 
 async fn serve(addr: SocketAddr, backends: Backends) -> Result<(), BoxError> {
     let config = backends.config()?;
-    let app = App::build(&config).await?;
+    let app = App::build(&config).await?.with_metrics(prometheus()?);
     match app.auth() {
         Auth::Off => tracing::warn!(
             "AUTH=none: anyone who can reach {addr} may register, read and send any client's events"

@@ -6,8 +6,10 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::compat::Mode;
+use crate::ports::DEFAULT_REJECTIONS_TTL;
 
 pub const SCHEMA_STORE_VAR: &str = "SCHEMA_STORE";
 pub const EVENT_STREAM_VAR: &str = "EVENT_STREAM";
@@ -17,6 +19,7 @@ pub const AUTH_JWKS_VAR: &str = "AUTH_JWKS";
 pub const AUTH_ISSUER_VAR: &str = "AUTH_ISSUER";
 pub const AUTH_AUDIENCE_VAR: &str = "AUTH_AUDIENCE";
 pub const AUTH_SCOPE_PREFIX_VAR: &str = "AUTH_SCOPE_PREFIX";
+pub const REJECTIONS_TTL_VAR: &str = "REJECTIONS_TTL";
 /// What the local server uses when nothing is configured.
 pub const DEFAULT_BACKEND: &str = "sqlite:event-processor.db";
 
@@ -261,6 +264,8 @@ pub struct Config {
     /// The compatibility mode of pairs that have none of their own.
     pub default_compatibility: Mode,
     pub auth: AuthConfig,
+    /// How long rejected events are kept (`REJECTIONS_TTL`, e.g. `7d`).
+    pub rejections_ttl: Duration,
 }
 
 impl Config {
@@ -271,7 +276,23 @@ impl Config {
             stream: StreamConfig::parse(stream)?,
             default_compatibility: Mode::default(),
             auth: AuthConfig::None,
+            rejections_ttl: DEFAULT_REJECTIONS_TTL,
         })
+    }
+
+    /// `REJECTIONS_TTL`'s value: a duration as people write it (`7d`, `36h`), at least a minute.
+    pub fn with_rejections_ttl(mut self, value: &str) -> Result<Self, ConfigError> {
+        let ttl = humantime::parse_duration(value)
+            .map_err(|e| ConfigError::new(REJECTIONS_TTL_VAR, value, e.to_string()))?;
+        if ttl < Duration::from_secs(60) {
+            return Err(ConfigError::new(
+                REJECTIONS_TTL_VAR,
+                value,
+                "rejections must be kept at least a minute",
+            ));
+        }
+        self.rejections_ttl = ttl;
+        Ok(self)
     }
 
     /// `DEFAULT_COMPATIBILITY`'s value (`BACKWARD`, `FULL_TRANSITIVE`, ...).
@@ -303,6 +324,9 @@ impl Config {
         if let AuthConfig::Jwt { scope_prefix, .. } = &mut config.auth {
             *scope_prefix = env_or(AUTH_SCOPE_PREFIX_VAR, "")?;
         }
+        if let Some(ttl) = env_opt(REJECTIONS_TTL_VAR)? {
+            config = config.with_rejections_ttl(&ttl)?;
+        }
         Ok(config)
     }
 }
@@ -328,6 +352,21 @@ pub fn env_opt(variable: &'static str) -> Result<Option<String>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejections_ttl_takes_human_durations_and_refuses_nonsense() {
+        let config = Config::parse("memory:", "memory:").unwrap();
+        assert_eq!(config.rejections_ttl, DEFAULT_REJECTIONS_TTL);
+        let config = config.with_rejections_ttl("36h").unwrap();
+        assert_eq!(config.rejections_ttl, Duration::from_secs(36 * 3600));
+        for bad in ["", "soon", "5s", "-1d"] {
+            let error = Config::parse("memory:", "memory:")
+                .unwrap()
+                .with_rejections_ttl(bad)
+                .unwrap_err();
+            assert_eq!(error.variable, REJECTIONS_TTL_VAR, "{bad:?}");
+        }
+    }
 
     #[test]
     fn every_documented_form_parses() {

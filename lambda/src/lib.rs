@@ -6,13 +6,17 @@
 //! knows nothing of Lambda: this crate hands it what it needs from an invocation (its
 //! deadline) as plain request extensions.
 
+pub mod emf;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
 use event_processor_core::App;
 use event_processor_core::error::ErrorChain;
-use event_processor_core::http::{AuthorizerClaims, InvocationDeadline};
+use event_processor_core::http::{AuthorizerClaims, InvocationDeadline, LambdaRequestId};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 
@@ -29,6 +33,18 @@ const WARM_UP_DEADLINE: Duration = Duration::from_secs(2);
 /// with a half-built app.
 pub async fn run(backends: WarmUp) -> ExitCode {
     lambda_http::tracing::init_default_subscriber();
+    let metrics = emf::settings_from_env().and_then(|(namespace, function, pairs)| {
+        emf::install(
+            &namespace,
+            function.as_deref(),
+            pairs,
+            Box::new(std::io::stdout()),
+        )
+    });
+    if let Err(error) = metrics {
+        tracing::error!(error = %ErrorChain(&error), "start-up failed");
+        return ExitCode::FAILURE;
+    }
     let app = match App::from_env().await {
         Ok(app) => app,
         Err(error) => {
@@ -63,23 +79,37 @@ async fn warm_up(app: &App, backends: WarmUp) {
     }
 }
 
-/// The app's router, fed what the HTTP layer needs to know of each invocation.
+/// The app's router, fed what the HTTP layer needs to know of each invocation; the metrics
+/// the invocation recorded are written once it has its answer.
 pub fn handler(app: &App) -> axum::Router {
     app.router()
+        .layer(axum::middleware::from_fn(flush_metrics))
         .layer(axum::middleware::map_request(from_invocation))
+}
+
+async fn flush_metrics(request: Request, next: Next) -> Response {
+    let request_id = request
+        .extensions()
+        .get::<LambdaRequestId>()
+        .map(|id| id.0.clone());
+    let response = next.run(request).await;
+    emf::flush(request_id.as_deref());
+    response
 }
 
 /// Copies into the request, as the HTTP layer's own types, what it needs of the invocation:
 /// - its deadline, so that the request's deadline is one the function's timeout can honour
 ///   (the answer is always the contract's JSON, not a platform timeout);
+/// - its request id, logged beside the HTTP request id;
 /// - the claims API Gateway's JWT authorizer verified, from which the HTTP layer applies the
 ///   scope rule (with `AUTH=jwt`, a request that arrives without them is refused).
 async fn from_invocation(mut request: Request) -> Request {
     if let Some(context) = request.lambda_context_ref() {
         let deadline = context.deadline();
-        request
-            .extensions_mut()
-            .insert(InvocationDeadline(deadline));
+        let id = LambdaRequestId(context.request_id.clone());
+        let extensions = request.extensions_mut();
+        extensions.insert(InvocationDeadline(deadline));
+        extensions.insert(id);
     }
     if let Some(claims) = authorizer_claims(&request) {
         request.extensions_mut().insert(claims);

@@ -13,6 +13,7 @@ pub mod aws;
 pub mod contract;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod lifecycle;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 

@@ -32,3 +32,26 @@ mod idempotency {
         Arc::new(MemorySchemaStore::new()) as Arc<dyn IdempotencyStore>
     });
 }
+
+mod lifecycle {
+    use std::sync::Arc;
+
+    use event_processor_core::Processor;
+    use event_processor_core::adapters::memory::{MemoryEventStream, MemorySchemaStore};
+    use event_processor_core::http::Api;
+    use event_processor_tests::lifecycle::Backend;
+
+    async fn backend() -> Backend {
+        let store = Arc::new(MemorySchemaStore::new());
+        let stream = MemoryEventStream::new();
+        let processor = Processor::new(store.clone(), Arc::new(stream.clone()))
+            .with_rejections(store.clone())
+            .with_idempotency(store);
+        Backend {
+            router: Api::new(processor).router(),
+            source: Arc::new(stream),
+        }
+    }
+
+    event_processor_tests::lifecycle_suite!(backend());
+}
