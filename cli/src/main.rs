@@ -210,9 +210,11 @@ impl Backends {
 async fn serve(addr: SocketAddr, backends: Backends) -> Result<(), BoxError> {
     let config = backends.config()?;
     let app = App::build(&config).await?.with_metrics(prometheus()?);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
     match app.auth() {
         Auth::Off => tracing::warn!(
-            "AUTH=none: anyone who can reach {addr} may register, read and send any client's events"
+            "AUTH=none: anyone who can reach {local} may register, read and send any client's events"
         ),
         Auth::Verify(_) => {}
         // Nothing in front of `serve` verifies tokens for it.
@@ -223,8 +225,6 @@ async fn serve(addr: SocketAddr, backends: Backends) -> Result<(), BoxError> {
             .into());
         }
     }
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
     // Scripts and tests read this line to learn the bound port (e.g. with --addr 127.0.0.1:0).
     // Display redacts a password in a PostgreSQL URL.
     println!(

@@ -261,3 +261,229 @@ fn the_schema_verbs_manage_versions_on_a_running_gateway() {
     assert!(!ok);
     assert_eq!(bad["error"], "invalid_compatibility");
 }
+
+/// One HTTP/1.1 request to `serve`, as plainly as a client can make it; the status and body.
+fn http(url: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let authority = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect to serve");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the Prometheus sample `name` whose labels include every one of `labels`.
+fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .find(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn serve_counts_what_it_was_sent_and_logs_one_json_line_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    // stderr is a pipe, not a terminal: JSON lines by default.
+    let mut child = command(dir.path())
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .env_remove("LOG_FORMAT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stdout = lines(child.stdout.take().unwrap());
+    let stderr = lines(child.stderr.take().unwrap());
+    let running = Running(child);
+    let first = stdout
+        .recv_timeout(TIMEOUT)
+        .expect("serve prints its address");
+    let url = first
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+
+    let (status, _) = http(
+        &url,
+        "POST",
+        "/Metered/Fruits/register_event",
+        Some(r#"{"required":["fruit"]}"#),
+    );
+    assert_eq!(status, 201);
+    for _ in 0..3 {
+        let (status, _) = http(
+            &url,
+            "POST",
+            "/Metered/Fruits/send_event",
+            Some(r#"{"fruit":"kiwi"}"#),
+        );
+        assert_eq!(status, 200);
+    }
+    for _ in 0..2 {
+        let (status, _) = http(
+            &url,
+            "POST",
+            "/Metered/Fruits/send_event",
+            Some(r#"{"color":"red"}"#),
+        );
+        assert_eq!(status, 422);
+    }
+    let (status, _) = http(&url, "POST", "/Metered/Fruits/send_event", Some("{oops"));
+    assert_eq!(status, 400);
+
+    let (status, metrics) = http(&url, "GET", "/metrics", None);
+    assert_eq!(status, 200, "{metrics}");
+    let pair = [("client", "Metered"), ("event", "Fruits")];
+    assert_eq!(
+        sample(&metrics, "events_accepted_total", &pair),
+        Some(3.0),
+        "{metrics}"
+    );
+    let rejected = |reason| {
+        let labels = [pair[0], pair[1], ("reason", reason)];
+        sample(&metrics, "events_rejected_total", &labels)
+    };
+    assert_eq!(rejected("validation_failed"), Some(2.0), "{metrics}");
+    assert_eq!(rejected("invalid_json"), Some(1.0), "{metrics}");
+    let send_route = ("route", "/{client}/{event}/send_event");
+    assert_eq!(
+        sample(&metrics, "requests_total", &[send_route, ("status", "200")]),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "requests_total", &[send_route, ("status", "422")]),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "request_duration_seconds_count", &[send_route]),
+        Some(6.0),
+        "{metrics}"
+    );
+
+    drop(running);
+    let logged: Vec<Value> = stderr
+        .iter()
+        .map(|line| {
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"))
+        })
+        .filter(|line: &Value| line["message"] == "request")
+        .collect();
+    let sends: Vec<&Value> = logged
+        .iter()
+        .filter(|line| line["route"] == "/{client}/{event}/send_event")
+        .collect();
+    assert_eq!(sends.len(), 6, "one line per request: {logged:?}");
+    for line in &sends {
+        assert_eq!(line["method"], "POST");
+        assert_eq!(line["client"], "Metered");
+        assert_eq!(line["event"], "Fruits");
+        assert!(
+            line["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{line}"
+        );
+        assert!(line["duration_ms"].as_f64().is_some(), "{line}");
+    }
+    let refused: Vec<&&Value> = sends.iter().filter(|line| line["status"] == 422).collect();
+    assert_eq!(refused.len(), 2);
+    assert!(
+        refused
+            .iter()
+            .all(|line| line["error"] == "validation_failed" && line["version"] == 1)
+    );
+    assert_eq!(
+        sends
+            .iter()
+            .filter(|line| line["status"] == 200 && line["version"] == 1)
+            .count(),
+        3
+    );
+    assert!(
+        sends
+            .iter()
+            .any(|line| line["status"] == 400 && line["error"] == "invalid_json")
+    );
+}
+
+#[test]
+fn a_password_in_the_store_url_is_never_printed() {
+    const PASSWORD: &str = "s3cret-do-not-print";
+    let url = format!("postgres://postgres:{PASSWORD}@127.0.0.1:5432/postgres");
+    let bad = format!("postgres://postgres:{PASSWORD}@127.0.0.1:notaport/postgres");
+    let dir = tempfile::tempdir().unwrap();
+    for (args, store) in [
+        (&["setup"][..], url.as_str()),
+        (&["setup"][..], bad.as_str()),
+        (&["serve", "--addr", "127.0.0.1:0"][..], bad.as_str()),
+    ] {
+        let output = command(dir.path())
+            .args(args)
+            .env("SCHEMA_STORE", store)
+            .env("EVENT_STREAM", "memory:")
+            .env("RUST_LOG", "debug")
+            .output()
+            .unwrap();
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            !printed.contains(PASSWORD),
+            "{args:?} printed the password: {printed}"
+        );
+        assert!(
+            printed.contains("***") || printed.contains("SCHEMA_STORE"),
+            "{printed}"
+        );
+    }
+
+    // `serve` on a reachable server prints its configuration: redacted.
+    let mut child = command(dir.path())
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("SCHEMA_STORE", &url)
+        .env("EVENT_STREAM", "memory:")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = lines(child.stdout.take().unwrap());
+    let stderr = lines(child.stderr.take().unwrap());
+    let running = Running(child);
+    // Without the `postgres` feature serve stops at once with an error, on stderr.
+    let first = stdout.recv_timeout(TIMEOUT).ok();
+    drop(running);
+    let printed: String = first
+        .into_iter()
+        .chain(stdout.iter())
+        .chain(stderr.iter())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!printed.contains(PASSWORD), "{printed}");
+}

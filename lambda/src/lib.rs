@@ -157,4 +157,114 @@ mod tests {
     fn a_request_without_an_authorizer_has_no_claims() {
         assert!(authorizer_claims(&payload("no-claims")).is_none());
     }
+
+    /// What the function writes to stdout, captured.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn call(router: &axum::Router, uri: &str, body: &str) -> u16 {
+        use tower::ServiceExt;
+        let request = http::Request::post(uri)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_owned()))
+            .unwrap();
+        router
+            .clone()
+            .oneshot(request)
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    // The only test of this binary that installs the process's recorder.
+    #[tokio::test]
+    async fn each_invocation_writes_what_it_counted_as_embedded_metric_format() {
+        use event_processor_core::adapters::memory::{MemoryEventStream, MemorySchemaStore};
+        use serde_json::Value;
+
+        let out = Captured::default();
+        emf::install(
+            "EventProcessorTest",
+            Some("send-event"),
+            true,
+            Box::new(out.clone()),
+        )
+        .unwrap();
+        let app = App::new(
+            std::sync::Arc::new(MemorySchemaStore::new()),
+            std::sync::Arc::new(MemoryEventStream::new()),
+        );
+        let router = handler(&app);
+        assert_eq!(
+            call(
+                &router,
+                "/Emf/Fruits/register_event",
+                r#"{"required":["fruit"]}"#
+            )
+            .await,
+            201
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                call(&router, "/Emf/Fruits/send_event", r#"{"fruit":"kiwi"}"#).await,
+                200
+            );
+        }
+        for _ in 0..2 {
+            assert_eq!(
+                call(&router, "/Emf/Fruits/send_event", r#"{"color":"red"}"#).await,
+                422
+            );
+        }
+
+        let written = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let documents: Vec<Value> = written
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("one JSON document per line"))
+            .collect();
+        let total = |metric: &str, dimension: (&str, &str)| -> u64 {
+            documents
+                .iter()
+                .filter(|d| d["client"] == "Emf" && d[dimension.0] == dimension.1)
+                .filter_map(|d| d[metric].as_u64())
+                .sum()
+        };
+        assert_eq!(
+            total("events_accepted_total", ("event", "Fruits")),
+            3,
+            "{written}"
+        );
+        assert_eq!(
+            total("events_rejected_total", ("reason", "validation_failed")),
+            2,
+            "{written}"
+        );
+        let requests: u64 = documents
+            .iter()
+            .filter(|d| d["route"] == "/{client}/{event}/send_event")
+            .filter_map(|d| d["requests_total"].as_u64())
+            .sum();
+        assert_eq!(requests, 5, "{written}");
+        for document in &documents {
+            assert_eq!(document["function"], "send-event");
+            let aws = &document["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(aws["Namespace"], "EventProcessorTest");
+            assert!(
+                aws["Dimensions"][0]
+                    .as_array()
+                    .is_some_and(|d| d.contains(&"function".into()))
+            );
+        }
+    }
 }

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::auth::Unauthenticated;
+use super::observe::Logged;
 use super::response::{Code, FailureDetails, Reply};
 use crate::auth::Action;
 use crate::compat::UnknownMode;
@@ -230,6 +231,10 @@ impl IntoResponse for ApiError {
             }) => (Some(*mode), Some(incompatibilities.as_slice())),
             _ => (None, None),
         };
+        let version = match &self {
+            ApiError::Process(ProcessError::InvalidEvent { version, .. }) => Some(*version),
+            _ => None,
+        };
         let mut response = Reply {
             code: Code::Failed,
             msg: self.client_message().into(),
@@ -241,6 +246,11 @@ impl IntoResponse for ApiError {
             },
         }
         .with_status(status);
+        Logged {
+            version,
+            ..Logged::default()
+        }
+        .on(&mut response);
         if status == StatusCode::SERVICE_UNAVAILABLE || code == "request_in_progress" {
             response
                 .headers_mut()

@@ -283,3 +283,225 @@ fn replayed_version(answer: &KeptAnswer) -> Option<SchemaVersion> {
         .ok()
         .and_then(|raw| SchemaVersion::parse(raw).ok())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use serde_json::json;
+
+    use super::super::tests::{deadline, fixture, names, person_schema};
+    use super::*;
+    use crate::ports::{RejectionStore, StoreError, cause};
+
+    /// A rejection store that is down.
+    struct Down;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("down")]
+    struct DownError;
+
+    #[async_trait]
+    impl RejectionStore for Down {
+        async fn keep(&self, _: &[Rejection], _: Deadline) -> Result<(), StoreError> {
+            Err(StoreError::Unavailable(cause(DownError)))
+        }
+        async fn list(
+            &self,
+            _: &ClientId,
+            _: &EventName,
+            _: usize,
+            _: Option<EventId>,
+            _: Deadline,
+        ) -> Result<Vec<Rejection>, StoreError> {
+            Err(StoreError::Unavailable(cause(DownError)))
+        }
+        async fn get(
+            &self,
+            _: &ClientId,
+            _: &EventName,
+            _: EventId,
+            _: Deadline,
+        ) -> Result<Option<Rejection>, StoreError> {
+            Err(StoreError::Unavailable(cause(DownError)))
+        }
+        async fn mark_replayed(
+            &self,
+            _: &ClientId,
+            _: &EventName,
+            _: EventId,
+            _: SchemaVersion,
+            _: Deadline,
+        ) -> Result<(), StoreError> {
+            Err(StoreError::Unavailable(cause(DownError)))
+        }
+    }
+
+    /// The counters `run` recorded, by name and labels, with a recorder of its own (this
+    /// thread only: tests running in parallel do not mix in).
+    fn counted(run: impl AsyncFnOnce()) -> Vec<(String, Vec<(String, String)>, u64)> {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        ::metrics::with_local_recorder(&recorder, || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(run())
+        });
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| match value {
+                DebugValue::Counter(n) => {
+                    let key = key.key();
+                    let labels = key
+                        .labels()
+                        .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                        .collect();
+                    Some((key.name().to_owned(), labels, n))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn total(
+        counters: &[(String, Vec<(String, String)>, u64)],
+        name: &str,
+        reason: Option<&str>,
+    ) -> u64 {
+        counters
+            .iter()
+            .filter(|(n, labels, _)| {
+                n == name
+                    && reason.is_none_or(|reason| {
+                        labels.iter().any(|(k, v)| k == "reason" && v == reason)
+                    })
+            })
+            .map(|(_, _, value)| value)
+            .sum()
+    }
+
+    #[test]
+    fn a_rejection_that_cannot_be_kept_changes_no_answer_and_is_counted() {
+        let counters = counted(async || {
+            let f = fixture();
+            let processor = f.processor.clone().with_rejections(Arc::new(Down));
+            let (client, event) = names("a", "Person");
+            processor
+                .register_event(&client, &event, person_schema(), deadline())
+                .await
+                .unwrap();
+            let to = Submission {
+                client: &client,
+                event: &event,
+                version: None,
+                deadline: deadline(),
+                request_id: None,
+            };
+            let error = processor
+                .receive_event(&to, json!({"name": 1}), br#"{"name": 1}"#, None)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(error, ProcessError::InvalidEvent { .. }),
+                "{error:?}"
+            );
+            let report = processor
+                .receive_events(
+                    &to,
+                    vec![json!(1), json!(2), json!({"name": "Bob", "age": 3})],
+                    None,
+                )
+                .await
+                .unwrap();
+            assert_eq!((report.accepted, report.rejected), (1, 2));
+        });
+        assert_eq!(total(&counters, metrics::REJECTIONS_DROPPED, None), 3);
+        assert_eq!(
+            total(
+                &counters,
+                metrics::EVENTS_REJECTED,
+                Some(super::super::ingest::REASON_INVALID)
+            ),
+            3
+        );
+        assert_eq!(total(&counters, metrics::EVENTS_ACCEPTED, None), 1);
+    }
+
+    #[test]
+    fn kept_rejections_count_what_was_refused_by_reason_and_drop_nothing() {
+        let counters = counted(async || {
+            let f = fixture();
+            let (client, event) = names("a", "Person");
+            f.processor
+                .register_event(&client, &event, person_schema(), deadline())
+                .await
+                .unwrap();
+            let to = Submission {
+                client: &client,
+                event: &event,
+                version: None,
+                deadline: deadline(),
+                request_id: None,
+            };
+            for _ in 0..4 {
+                let _ = f.processor.receive_event(&to, json!(0), b"0", None).await;
+            }
+            f.processor
+                .reject_unreadable(&to, b"{", "EOF".to_owned())
+                .await;
+            let page = f
+                .processor
+                .rejected(&client, &event, 100, None, deadline())
+                .await
+                .unwrap();
+            assert_eq!(page.rejected.len(), 5);
+        });
+        assert_eq!(
+            total(
+                &counters,
+                metrics::EVENTS_REJECTED,
+                Some("validation_failed")
+            ),
+            4
+        );
+        assert_eq!(
+            total(&counters, metrics::EVENTS_REJECTED, Some("invalid_json")),
+            1
+        );
+        assert_eq!(total(&counters, metrics::REJECTIONS_DROPPED, None), 0);
+    }
+
+    #[test]
+    fn data_is_cut_at_a_character_boundary_and_marked_truncated() {
+        let f = fixture();
+        let (client, event) = names("a", "Person");
+        let to = Submission {
+            client: &client,
+            event: &event,
+            version: None,
+            deadline: deadline(),
+            request_id: Some("r"),
+        };
+        // 'é' is two bytes: the limit falls inside the last one.
+        let text = format!("\"{}é\"", "x".repeat(MAX_REJECTED_DATA - 2));
+        let rejection =
+            f.processor
+                .rejection(&to, None, "validation_failed", Vec::new(), text.as_bytes());
+        assert!(rejection.truncated);
+        assert_eq!(rejection.data.len(), MAX_REJECTED_DATA - 1);
+        assert!(text.starts_with(&rejection.data));
+
+        let whole = f
+            .processor
+            .rejection(&to, None, "validation_failed", Vec::new(), b"{\"a\":1}");
+        assert!(!whole.truncated);
+        assert_eq!(whole.data, r#"{"a":1}"#);
+        assert_eq!(whole.request_id.as_deref(), Some("r"));
+    }
+}

@@ -275,3 +275,54 @@ async fn a_batch_item_too_large_for_a_kafka_record_is_413_and_the_others_are_pub
         sent.body["results"][1]["id"].as_str().unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_only_too_large_items_is_413_and_they_are_kept_as_rejections() {
+    let app = app().await;
+    let (client, event) = registered(&app).await;
+    let large = || json!({"fruit": "x".repeat(1_020_000)});
+
+    let sent = post_json(
+        &app,
+        &format!("/{client}/{event}/send_events"),
+        &json!([large(), large()]),
+    )
+    .await;
+
+    // It was answered 422 "no event satisfies the registered schema" before: every item is valid.
+    assert_eq!(
+        sent.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{:?}",
+        sent.body
+    );
+    assert_eq!(sent.body["error"], "payload_too_large");
+    assert_eq!(sent.body["accepted"], 0);
+    for result in sent.body["results"].as_array().unwrap() {
+        assert_eq!(result["status"], 413);
+        assert_eq!(result["error"], "payload_too_large");
+    }
+    let kept = get(&app, &format!("/{client}/{event}/rejected")).await;
+    let kept = kept.body["rejected"].as_array().unwrap().clone();
+    assert_eq!(kept.len(), 2);
+    assert!(
+        kept.iter()
+            .all(|r| r["error"] == "payload_too_large" && r["truncated"] == true)
+    );
+
+    // Too large and invalid together: nothing can be published as it is, 422.
+    let mixed = post_json(
+        &app,
+        &format!("/{client}/{event}/send_events"),
+        &json!([large(), {"color": "red"}]),
+    )
+    .await;
+    assert_eq!(
+        mixed.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        mixed.body
+    );
+    assert_eq!(mixed.body["results"][0]["status"], 413);
+    assert_eq!(mixed.body["results"][1]["status"], 422);
+}

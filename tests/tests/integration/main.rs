@@ -6,6 +6,7 @@
 
 mod auth;
 mod http;
+mod idempotency;
 mod memory;
 mod versions;
 
