@@ -73,6 +73,9 @@ enum Command {
         /// Where events are read from (as for `serve`).
         #[arg(long, env = EVENT_STREAM_VAR, default_value = DEFAULT_BACKEND)]
         event_stream: String,
+        /// Where rejections are read from with `--rejected` (as for `serve`).
+        #[arg(long, env = SCHEMA_STORE_VAR, default_value = DEFAULT_BACKEND)]
+        schema_store: String,
     },
 }
 
@@ -122,7 +125,11 @@ async fn main() -> ExitCode {
             Ok(schema::Outcome::Refused) => return ExitCode::FAILURE,
             Err(error) => Err(error),
         },
-        Command::Listen { args, event_stream } => listen(args, &event_stream).await,
+        Command::Listen {
+            args,
+            event_stream,
+            schema_store,
+        } => listen(args, &event_stream, &schema_store).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -245,7 +252,17 @@ async fn setup(backends: Backends) -> Result<(), BoxError> {
     Ok(())
 }
 
-async fn listen(args: listen::Args, event_stream: &str) -> Result<(), BoxError> {
+async fn listen(
+    args: listen::Args,
+    event_stream: &str,
+    schema_store: &str,
+) -> Result<(), BoxError> {
+    if args.rejected {
+        let mut config = Config::from_env()?;
+        config.store = StoreConfig::parse(schema_store)?;
+        let store = event_processor_core::app::open_rejections(&config).await?;
+        return listen::run_rejected(args, store).await;
+    }
     let stream = StreamConfig::parse(event_stream)?;
     let source = event_processor_core::app::open_source(&stream).await?;
     listen::run(args, source).await

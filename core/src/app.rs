@@ -309,6 +309,11 @@ async fn open_stream(config: &StreamConfig) -> Result<Arc<dyn EventStream>, AppE
     }
 }
 
+/// The rejections kept in the configured schema store, for `listen --rejected`.
+pub async fn open_rejections(config: &Config) -> Result<Arc<dyn RejectionStore>, AppError> {
+    Ok(open_store(config).await?.rejections)
+}
+
 /// The read side of the configured stream, for `listen`.
 pub async fn open_source(config: &StreamConfig) -> Result<Arc<dyn EventSource>, AppError> {
     const VAR: &str = EVENT_STREAM_VAR;
