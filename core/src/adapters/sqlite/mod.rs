@@ -10,9 +10,12 @@
 //! The event log is append-only with a gap-free offset per (client, event), computed inside
 //! the write transaction, which SQLite's write lock serializes across processes too.
 //!
-//! [`store`] implements the schema store and [`stream`] the event stream and source, both on
-//! one [`SqliteDb`] per file.
+//! [`store`] implements the schema store, [`stream`] the event stream and source,
+//! [`rejections`] the rejection store and [`idempotency`] the idempotency keys, all on one
+//! [`SqliteDb`] per file.
 
+mod idempotency;
+mod rejections;
 mod store;
 mod stream;
 mod writer;
@@ -26,6 +29,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Cause, cause};
+use crate::ports::DEFAULT_REJECTIONS_TTL;
 use writer::{Command, WriterStopped};
 
 /// How long a connection waits for another process's write lock before giving up (→ 503).
@@ -65,6 +69,40 @@ CREATE TABLE IF NOT EXISTS compatibility (
     mode   TEXT NOT NULL,
     PRIMARY KEY (client, event)
 ) WITHOUT ROWID;
+",
+    // 3: rejected events and idempotency keys (see `rejections` and `idempotency`).
+    // `id` is a UUID v7 as lowercase hyphenated text, which sorts as its time does: a pair's
+    // rows past their retention are a range of the key. `data` is the event's UTF-8 bytes as
+    // a BLOB, so that no text function or tool can stop at a U+0000 in it. Times of the keys
+    // are Unix milliseconds.
+    "
+CREATE TABLE rejections (
+    client      TEXT    NOT NULL,
+    event       TEXT    NOT NULL,
+    id          TEXT    NOT NULL,
+    version     INTEGER CHECK (version >= 1),
+    received_at TEXT    NOT NULL,
+    request_id  TEXT,
+    error       TEXT    NOT NULL,
+    errors      TEXT    NOT NULL,
+    data        BLOB    NOT NULL,
+    truncated   INTEGER NOT NULL CHECK (truncated IN (0, 1)),
+    replayed    INTEGER CHECK (replayed >= 1),
+    PRIMARY KEY (client, event, id)
+) WITHOUT ROWID;
+CREATE TABLE idempotency (
+    client      TEXT    NOT NULL,
+    event       TEXT    NOT NULL,
+    key         TEXT    NOT NULL,
+    fingerprint BLOB    NOT NULL,
+    event_ids   TEXT    NOT NULL,
+    status      INTEGER,
+    body        BLOB,
+    lease_until INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (client, event, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_expiry ON idempotency (expires_at);
 ",
 ];
 
@@ -171,13 +209,16 @@ pub fn open(path: &Path) -> Result<Arc<SqliteDb>, OpenError> {
     Ok(db)
 }
 
-/// A SQLite database holding schemas and events; implements both ports and `EventSource`.
+/// A SQLite database holding schemas, events, rejections and idempotency keys; implements
+/// `SchemaStore`, `EventStream`, `EventSource`, `RejectionStore` and `IdempotencyStore`.
 pub struct SqliteDb {
     path: PathBuf,
     writer: Mutex<mpsc::Sender<Command>>,
     reader: Arc<Mutex<Connection>>,
     commits: Arc<AtomicU64>,
     pending: Arc<AtomicUsize>,
+    /// How long rejections are kept, in milliseconds (the precision of their ids' time).
+    rejections_ttl_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for SqliteDb {
@@ -243,7 +284,21 @@ impl SqliteDb {
             reader: Arc::new(Mutex::new(reader)),
             commits,
             pending,
+            rejections_ttl_ms: AtomicU64::new(millis(DEFAULT_REJECTIONS_TTL)),
         }))
+    }
+
+    /// Keeps rejections for `ttl` (`REJECTIONS_TTL`) instead of [`DEFAULT_REJECTIONS_TTL`]:
+    /// older ones are no longer read, and are purged by the next `keep` of their pair.
+    /// [`open`] shares one handle per file in a process, so this sets it for every user of
+    /// that handle.
+    pub fn with_rejections_ttl(self: Arc<Self>, ttl: Duration) -> Arc<Self> {
+        self.rejections_ttl_ms.store(millis(ttl), Ordering::Relaxed);
+        self
+    }
+
+    fn rejections_ttl(&self) -> Duration {
+        Duration::from_millis(self.rejections_ttl_ms.load(Ordering::Relaxed))
     }
 
     /// Write transactions committed by this handle so far (events per commit shows the
@@ -274,6 +329,11 @@ impl SqliteDb {
     ) -> Result<T, DbError> {
         read_on(self.reader.clone(), f).await
     }
+}
+
+/// `duration` in whole milliseconds; beyond `u64` (584 million years) it saturates.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Runs `f` on `reader` on the blocking pool.

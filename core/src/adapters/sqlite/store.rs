@@ -63,7 +63,7 @@ pub(super) fn schema_version(
         .transpose()
 }
 
-fn store_error(error: DbError) -> StoreError {
+pub(super) fn store_error(error: DbError) -> StoreError {
     match error {
         DbError::Corrupt(_) => StoreError::Corrupt(cause(error)),
         DbError::Sql(_) | DbError::Task(_) => StoreError::Unavailable(cause(error)),
@@ -81,7 +81,7 @@ fn written(error: Cause) -> StoreError {
 
 impl SqliteDb {
     /// Queues a command for the writer and waits for its answer.
-    async fn write<T>(
+    pub(super) async fn write<T>(
         &self,
         command: impl FnOnce(oneshot::Sender<Result<T, Cause>>) -> Command,
     ) -> Result<T, StoreError> {

@@ -1,19 +1,23 @@
 //! The writer thread: the only connection of a process that writes to the file. It drains
 //! every queued command into one `BEGIN IMMEDIATE` transaction (group commit) and answers each
-//! command only after that transaction committed; if it fails, every command in it fails.
+//! command only after that transaction committed; if it fails, every command in it fails
+//! (a row one command cannot read fails that command alone: see [`commit_group`]).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::DbError;
+use super::idempotency::{self, Slot};
+use super::rejections::{self, KeptRow};
 use super::store::schema_version;
 use crate::compat::Mode;
-use crate::domain::{ClientId, EventName, SchemaVersion};
+use crate::domain::{ClientId, EventId, EventName, Fingerprint, SchemaVersion};
 use crate::error::{Cause, cause};
-use crate::ports::Insert;
+use crate::ports::{Begin, Insert, KeptAnswer};
 
 /// Most commands committed in one transaction; bounds the latency one commit can add.
 const MAX_GROUP: usize = 1024;
@@ -46,18 +50,81 @@ pub(super) enum Command {
         mode: Mode,
         reply: oneshot::Sender<Result<(), Cause>>,
     },
+    /// One request's rejections, and the purge of their pairs past retention.
+    Keep {
+        rows: Vec<KeptRow>,
+        ttl: Duration,
+        reply: oneshot::Sender<Result<(), Cause>>,
+    },
+    MarkReplayed {
+        client: ClientId,
+        event: EventName,
+        id: EventId,
+        version: SchemaVersion,
+        reply: oneshot::Sender<Result<(), Cause>>,
+    },
+    Begin {
+        slot: Slot,
+        fingerprint: Fingerprint,
+        /// The event ids as `idempotency::encode_ids` writes them.
+        event_ids: String,
+        lease_until: SystemTime,
+        reply: oneshot::Sender<Result<Begin, Cause>>,
+    },
+    Complete {
+        slot: Slot,
+        answer: KeptAnswer,
+        reply: oneshot::Sender<Result<(), Cause>>,
+    },
+    Release {
+        slot: Slot,
+        reply: oneshot::Sender<Result<(), Cause>>,
+    },
 }
 
 impl Command {
     fn fail(self, error: Cause) {
         // A caller that went away no longer needs its answer.
         match self {
-            Command::Append { reply, .. } => drop(reply.send(Err(error))),
             Command::Register { reply, .. } => drop(reply.send(Err(error))),
-            Command::SetCompatibility { reply, .. } => drop(reply.send(Err(error))),
+            Command::Begin { reply, .. } => drop(reply.send(Err(error))),
+            Command::Append { reply, .. }
+            | Command::SetCompatibility { reply, .. }
+            | Command::Keep { reply, .. }
+            | Command::MarkReplayed { reply, .. }
+            | Command::Complete { reply, .. }
+            | Command::Release { reply, .. } => drop(reply.send(Err(error))),
+        }
+    }
+
+    /// Answers the command with what it came to, once its transaction committed.
+    fn answer(self, done: Result<Done, Cause>) {
+        match (self, done) {
+            (command, Err(error)) => command.fail(error),
+            (Command::Register { reply, .. }, Ok(Done::Registered(insert))) => {
+                drop(reply.send(Ok(insert)))
+            }
+            (Command::Begin { reply, .. }, Ok(Done::Begun(begun))) => drop(reply.send(Ok(begun))),
+            (
+                Command::Append { reply, .. }
+                | Command::SetCompatibility { reply, .. }
+                | Command::Keep { reply, .. }
+                | Command::MarkReplayed { reply, .. }
+                | Command::Complete { reply, .. }
+                | Command::Release { reply, .. },
+                Ok(Done::Written),
+            ) => drop(reply.send(Ok(()))),
+            // `execute` gives every command its own kind of outcome; should that ever break,
+            // the caller gets an error rather than a wrong answer.
+            (command, Ok(_)) => command.fail(cause(OutcomeMismatch)),
         }
     }
 }
+
+/// A command's outcome was of another kind than the command (a bug of this module).
+#[derive(Debug, thiserror::Error)]
+#[error("the SQLite writer produced an outcome of the wrong kind for a command")]
+struct OutcomeMismatch;
 
 /// The writer thread is gone (it only exits when the handle is dropped, or on a panic).
 #[derive(Debug, thiserror::Error)]
@@ -94,38 +161,24 @@ pub(super) fn run(mut conn: Connection, commands: mpsc::Receiver<Command>, count
 enum Done {
     Written,
     Registered(Insert),
+    Begun(Begin),
 }
 
 /// Executes a group of commands in one transaction and answers each after the commit.
-/// If anything fails, the whole transaction is rolled back and every command in it fails:
-/// nothing is half-written and nothing unacknowledged is reported as written.
+/// If a statement fails, the whole transaction is rolled back and every command in it fails:
+/// nothing is half-written and nothing unacknowledged is reported as written. A row this code
+/// cannot read (`DbError::Corrupt`) fails only the command that read it: commands read before
+/// they write, so that command wrote nothing, and the others' writes are sound.
 /// Returns whether the group committed.
 fn commit_group(conn: &mut Connection, group: Vec<Command>) -> bool {
-    let outcome = (|| -> Result<Vec<Done>, DbError> {
+    let outcome = (|| -> Result<Vec<Result<Done, Cause>>, DbError> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut done = Vec::with_capacity(group.len());
         for command in &group {
-            done.push(match command {
-                Command::Append { rows, .. } => {
-                    append_rows(&tx, rows)?;
-                    Done::Written
-                }
-                Command::Register {
-                    client,
-                    event,
-                    version,
-                    schema,
-                    ..
-                } => Done::Registered(insert_version(&tx, client, event, *version, schema)?),
-                Command::SetCompatibility {
-                    client,
-                    event,
-                    mode,
-                    ..
-                } => {
-                    set_compatibility(&tx, client, event, *mode)?;
-                    Done::Written
-                }
+            done.push(match execute(&tx, command) {
+                Ok(done) => Ok(done),
+                Err(error @ DbError::Corrupt(_)) => Err(cause(error)),
+                Err(error) => return Err(error),
             });
         }
         tx.commit()?;
@@ -134,17 +187,7 @@ fn commit_group(conn: &mut Connection, group: Vec<Command>) -> bool {
     match outcome {
         Ok(done) => {
             for (command, done) in group.into_iter().zip(done) {
-                match (command, done) {
-                    (Command::Append { reply, .. }, _) => drop(reply.send(Ok(()))),
-                    (Command::SetCompatibility { reply, .. }, _) => drop(reply.send(Ok(()))),
-                    (Command::Register { reply, .. }, Done::Registered(insert)) => {
-                        drop(reply.send(Ok(insert)))
-                    }
-                    // Each command's outcome is pushed in the command's own order above.
-                    (Command::Register { reply, .. }, Done::Written) => {
-                        drop(reply.send(Err(cause(WriterStopped))))
-                    }
-                }
+                command.answer(done);
             }
             true
         }
@@ -157,6 +200,67 @@ fn commit_group(conn: &mut Connection, group: Vec<Command>) -> bool {
             false
         }
     }
+}
+
+/// One command's statements, inside the group's transaction.
+fn execute(tx: &Connection, command: &Command) -> Result<Done, DbError> {
+    Ok(match command {
+        Command::Append { rows, .. } => {
+            append_rows(tx, rows)?;
+            Done::Written
+        }
+        Command::Register {
+            client,
+            event,
+            version,
+            schema,
+            ..
+        } => Done::Registered(insert_version(tx, client, event, *version, schema)?),
+        Command::SetCompatibility {
+            client,
+            event,
+            mode,
+            ..
+        } => {
+            set_compatibility(tx, client, event, *mode)?;
+            Done::Written
+        }
+        Command::Keep { rows, ttl, .. } => {
+            rejections::keep(tx, rows, *ttl)?;
+            Done::Written
+        }
+        Command::MarkReplayed {
+            client,
+            event,
+            id,
+            version,
+            ..
+        } => {
+            rejections::mark_replayed(tx, client, event, *id, *version)?;
+            Done::Written
+        }
+        Command::Begin {
+            slot,
+            fingerprint,
+            event_ids,
+            lease_until,
+            ..
+        } => Done::Begun(idempotency::begin(
+            tx,
+            slot,
+            fingerprint,
+            event_ids,
+            *lease_until,
+        )?),
+        Command::Complete { slot, answer, .. } => {
+            idempotency::complete(tx, slot, answer)?;
+            Done::Written
+        }
+        Command::Release { slot, .. } => {
+            idempotency::release(tx, slot)?;
+            Done::Written
+        }
+    })
 }
 
 fn append_rows(conn: &Connection, rows: &[Row]) -> rusqlite::Result<()> {

@@ -16,3 +16,23 @@ event_processor_tests::event_stream_contract!(async {
     let db = fresh_db();
     (db.clone(), db)
 });
+
+mod rejections {
+    use std::sync::Arc;
+
+    use event_processor_core::ports::RejectionStore;
+
+    event_processor_tests::rejection_store_contract!(async {
+        super::fresh_db() as Arc<dyn RejectionStore>
+    });
+}
+
+mod idempotency {
+    use std::sync::Arc;
+
+    use event_processor_core::ports::IdempotencyStore;
+
+    event_processor_tests::idempotency_store_contract!(async {
+        super::fresh_db() as Arc<dyn IdempotencyStore>
+    });
+}

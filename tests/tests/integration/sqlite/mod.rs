@@ -2,3 +2,5 @@
 
 mod contract;
 mod gateway;
+mod idempotency;
+mod rejections;
