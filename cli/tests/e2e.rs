@@ -487,3 +487,34 @@ fn a_password_in_the_store_url_is_never_printed() {
         .join("\n");
     assert!(!printed.contains(PASSWORD), "{printed}");
 }
+
+#[test]
+fn listen_rejected_follows_the_rejections_another_process_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_serve, url) = serve(dir.path());
+    let (status, _) = http(
+        &url,
+        "POST",
+        "/SpongeBob/Fruits/register_event",
+        Some(r#"{"required":["fruit"]}"#),
+    );
+    assert_eq!(status, 201);
+    let (_listen, lines) = listen(dir.path(), &["fruits", "--rejected"]);
+
+    for body in [r#"{"color":"red"}"#, "{oops"] {
+        let (status, _) = http(&url, "POST", "/SpongeBob/Fruits/send_event", Some(body));
+        assert!(status == 422 || status == 400, "{status}");
+    }
+
+    let rejections: Vec<Value> = (0..2)
+        .map(|_| {
+            let line = lines.recv_timeout(TIMEOUT).expect("listen prints each rejection");
+            serde_json::from_str(&line).expect("one JSON rejection per line")
+        })
+        .collect();
+    assert_eq!(rejections[0]["data"], r#"{"color":"red"}"#);
+    assert_eq!(rejections[0]["error"], "validation_failed");
+    assert_eq!(rejections[1]["data"], "{oops");
+    assert_eq!(rejections[1]["error"], "invalid_json");
+    assert!(rejections.iter().all(|r| r["client"] == "SpongeBob" && r["event"] == "Fruits"));
+}

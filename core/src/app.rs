@@ -267,12 +267,11 @@ fn auth(config: &AuthConfig) -> Result<Auth, AppError> {
 
 async fn open_store(config: &Config) -> Result<Stores, AppError> {
     const VAR: &str = SCHEMA_STORE_VAR;
-    let _ttl = config.rejections_ttl;
     match &config.store {
         StoreConfig::Memory => Ok(Stores::of(Arc::new(MemorySchemaStore::new()))),
         StoreConfig::Sqlite(path) => feature_gated!("sqlite", VAR, "SQLite", [path], {
             crate::adapters::sqlite::open(path)
-                .map(|db| Stores::interim(db))
+                .map(|db| Stores::of(db.with_rejections_ttl(config.rejections_ttl)))
                 .map_err(open_failed(VAR))
         }),
         StoreConfig::Postgres(url) => feature_gated!("postgres", VAR, "PostgreSQL", [url], {
