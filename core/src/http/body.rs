@@ -1,10 +1,12 @@
 //! Request bodies: Content-Type negotiation, size limits enforced before anything is parsed,
 //! and the two encodings the original clients use (a JSON body, or a form field holding JSON).
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use serde_json::Value;
 
 use super::error::ApiError;
@@ -54,30 +56,75 @@ pub(crate) fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     }
 }
 
+/// Most bytes of a refused body read and thrown away before answering 413. Many clients
+/// (Python's urllib, most SDKs) write the whole body before reading the answer: closing on
+/// them with data unread makes the kernel reset the connection and they see a reset instead of
+/// the 413. Draining, as nginx's lingering close does, lets them read it. Past this bound (or
+/// [`DRAIN_TIME`]) the connection is closed anyway: a client cannot make the gateway read
+/// without limit.
+pub const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
+/// Longest time spent draining a refused body.
+pub const DRAIN_TIME: Duration = Duration::from_secs(10);
+
 /// Reads at most `limit` bytes: a declared Content-Length over the limit is refused before
-/// reading, and a streamed body is cut off as soon as it passes the limit.
+/// anything is kept, and a streamed body as soon as it passes the limit; either way the rest
+/// is drained (see [`DRAIN_LIMIT`]) so that the client reads the 413.
 pub(crate) async fn read_limited(
     headers: &HeaderMap,
-    body: Body,
+    mut body: Body,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
+    let too_large = ApiError::PayloadTooLarge { limit };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::PayloadTooLarge { limit })
+    if let Some(declared) = declared.filter(|&len| len > limit as u64) {
+        // A client that waits for `100 Continue` has sent nothing yet: it gets the 413 at
+        // once. Otherwise the body is on its way: drain it, if it is not absurdly large.
+        if !expects_continue(headers) && declared <= DRAIN_LIMIT {
+            drain(body, 0).await;
         }
-        Err(error) => {
+        return Err(too_large);
+    }
+    let mut kept = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
             tracing::info!(%error, "request body could not be read");
-            Err(ApiError::BodyUnreadable)
+            ApiError::BodyUnreadable
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if kept.len() + data.len() > limit {
+            drain(body, (kept.len() + data.len()) as u64).await;
+            return Err(too_large);
         }
+        kept.extend_from_slice(&data);
     }
+    Ok(kept.freeze())
+}
+
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Reads and drops the rest of `body` (of which `read` bytes were read already), up to
+/// [`DRAIN_LIMIT`] bytes in all and [`DRAIN_TIME`].
+async fn drain(mut body: Body, mut read: u64) {
+    let rest = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                read += data.len() as u64;
+                if read > DRAIN_LIMIT {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, rest).await;
 }
 
 /// The JSON document in `bytes`: the whole body for JSON, or the form field `field` holding

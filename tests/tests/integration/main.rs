@@ -9,6 +9,7 @@ mod http;
 mod idempotency;
 mod memory;
 mod versions;
+mod wire;
 
 #[cfg(feature = "sqlite")]
 mod sqlite;
