@@ -16,7 +16,7 @@ use crate::config::{
 };
 use crate::error::{Cause, cause};
 use crate::http::Auth;
-use crate::http::MetricsRender;
+use crate::http::{Limits, MetricsRender};
 use crate::ports::{
     EventSource, EventStream, IdempotencyStore, RejectionStore, SchemaStore, StoreError,
     StreamError,
@@ -122,6 +122,7 @@ pub struct App {
     stream: Arc<dyn EventStream>,
     auth: Auth,
     metrics: Option<MetricsRender>,
+    limits: Limits,
 }
 
 /// The schema store's backend in its three roles: schemas, rejected events, idempotency keys.
@@ -161,6 +162,7 @@ impl App {
             stream,
             auth: Auth::Off,
             metrics: None,
+            limits: Limits::default(),
         }
     }
 
@@ -181,7 +183,14 @@ impl App {
             stream,
             auth: auth(&config.auth)?,
             metrics: None,
+            limits: Limits::default(),
         })
+    }
+
+    /// Body size limits other than API.md's defaults (a Lambda function's).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Serves `GET /metrics` with `render` (`serve`, over its Prometheus recorder).
@@ -206,7 +215,9 @@ impl App {
 
     /// The HTTP API over this app's processor.
     pub fn router(&self) -> axum::Router {
-        let api = crate::http::Api::new(self.processor.clone()).auth(self.auth.clone());
+        let api = crate::http::Api::new(self.processor.clone())
+            .auth(self.auth.clone())
+            .limits(self.limits);
         match &self.metrics {
             Some(render) => api.metrics(render.clone()),
             None => api,

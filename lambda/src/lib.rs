@@ -16,7 +16,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 use event_processor_core::App;
 use event_processor_core::error::ErrorChain;
-use event_processor_core::http::{AuthorizerClaims, InvocationDeadline, LambdaRequestId};
+use event_processor_core::http::{
+    AuthorizerClaims, InvocationDeadline, LambdaRequestId, Limits,
+};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 
@@ -79,10 +81,27 @@ async fn warm_up(app: &App, backends: WarmUp) {
     }
 }
 
-/// The app's router, fed what the HTTP layer needs to know of each invocation; the metrics
-/// the invocation recorded are written once it has its answer.
+/// Lambda's invoke payload is at most 6 MB (6,291,456 bytes) *after* API Gateway has put the
+/// body into its event as a JSON string, where every `"` and `\\` of the body is escaped:
+/// valid JSON text grows by at most 2×. A body over this limit must still reach the function
+/// so that it gets the contract's 413 rather than API Gateway's own error, hence a batch limit
+/// of 3,000,000 bytes on Lambda (2 × 3,000,000 plus the event's ~2 KB of headers and context
+/// fits; 5 MiB would not). Measured in `tests::a_body_at_the_limit_fits_the_invoke_payload`.
+pub const LAMBDA_LIMITS: Limits = Limits {
+    event: 1024 * 1024,
+    batch: 3_000_000,
+    schema: 256 * 1024,
+};
+
+/// Lambda's invoke payload limit (synchronous invocation, request).
+pub const INVOKE_PAYLOAD_LIMIT: usize = 6_291_456;
+
+/// The app's router with [`LAMBDA_LIMITS`], fed what the HTTP layer needs to know of each
+/// invocation; the metrics the invocation recorded are written once it has its answer.
 pub fn handler(app: &App) -> axum::Router {
-    app.router()
+    app.clone()
+        .with_limits(LAMBDA_LIMITS)
+        .router()
         .layer(axum::middleware::from_fn(flush_metrics))
         .layer(axum::middleware::map_request(from_invocation))
 }
@@ -156,6 +175,89 @@ mod tests {
     #[test]
     fn a_request_without_an_authorizer_has_no_claims() {
         assert!(authorizer_claims(&payload("no-claims")).is_none());
+    }
+
+    /// An API Gateway (HTTP API, payload 2.0) event for `POST path` with `body`, as API Gateway
+    /// would serialize it.
+    fn api_gateway_event(path: &str, body: &str) -> String {
+        let template = std::fs::read_to_string(format!(
+            "{}/../events/send-event/no-claims.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let mut event: serde_json::Value = serde_json::from_str(&template).unwrap();
+        event["rawPath"] = path.into();
+        event["requestContext"]["http"]["path"] = path.into();
+        event["headers"]["content-length"] = body.len().to_string().into();
+        event["body"] = body.into();
+        serde_json::to_string(&event).unwrap()
+    }
+
+    /// A JSON batch of exactly `len` bytes made of `\"` pairs: the most a valid JSON body
+    /// grows when API Gateway escapes it into its event (2×).
+    fn worst_case_batch(len: usize) -> String {
+        let inner = len - 4; // `["` + `"]`
+        let mut body = String::with_capacity(len);
+        body.push_str("[\"");
+        body.push_str(&"\\\"".repeat(inner / 2));
+        if inner % 2 == 1 {
+            body.push('x');
+        }
+        body.push_str("\"]");
+        assert_eq!(body.len(), len);
+        serde_json::from_str::<serde_json::Value>(&body).expect("valid JSON");
+        body
+    }
+
+    async fn invoke(router: &axum::Router, event: &str) -> (u16, serde_json::Value) {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let request = lambda_http::request::from_str(event)
+            .expect("an API Gateway event")
+            .map(axum::body::Body::new);
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).expect("a JSON answer"))
+    }
+
+    #[tokio::test]
+    async fn a_body_at_the_limit_fits_the_invoke_payload_and_one_over_gets_the_413() {
+        use event_processor_core::adapters::memory::{MemoryEventStream, MemorySchemaStore};
+        let app = App::new(
+            std::sync::Arc::new(MemorySchemaStore::new()),
+            std::sync::Arc::new(MemoryEventStream::new()),
+        );
+        let router = handler(&app);
+        let register = api_gateway_event("/Big/Strings/register_event", r#"{"type":"string"}"#);
+        assert_eq!(invoke(&router, &register).await.0, 201);
+
+        let path = "/Big/Strings/send_events";
+        let at = api_gateway_event(path, &worst_case_batch(LAMBDA_LIMITS.batch));
+        let over = api_gateway_event(path, &worst_case_batch(LAMBDA_LIMITS.batch + 1));
+        // The measurement: the event around a worst-case body at the limit, and the headroom.
+        let overhead = at.len() - 2 * LAMBDA_LIMITS.batch;
+        eprintln!(
+            "batch at the limit: event {} bytes of {INVOKE_PAYLOAD_LIMIT}; overhead {overhead}; \
+             largest body that fits: {}",
+            at.len(),
+            (INVOKE_PAYLOAD_LIMIT - overhead) / 2
+        );
+        assert!(at.len() <= INVOKE_PAYLOAD_LIMIT, "{} bytes", at.len());
+        assert!(over.len() <= INVOKE_PAYLOAD_LIMIT, "one byte over still reaches the function");
+
+        let (status, body) = invoke(&router, &at).await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = invoke(&router, &over).await;
+        assert_eq!(status, 413, "{body}");
+        assert_eq!(body["error"], "payload_too_large");
+
+        // A single event: 1 MiB, worst case, fits too.
+        let event = worst_case_batch(LAMBDA_LIMITS.event);
+        let event = &event[1..event.len() - 1]; // the string itself, one JSON value
+        let single = api_gateway_event("/Big/Strings/send_event", event);
+        assert!(single.len() <= INVOKE_PAYLOAD_LIMIT);
+        assert_eq!(invoke(&router, &single).await.0, 200);
     }
 
     /// What the function writes to stdout, captured.
