@@ -49,6 +49,10 @@ enum Command {
     Serve {
         #[arg(long, default_value = "127.0.0.1:5000")]
         addr: SocketAddr,
+        /// Record no metrics and serve no `GET /metrics` (what the metrics cost is measured
+        /// against this; see BENCHMARKS.md).
+        #[arg(long)]
+        no_metrics: bool,
         #[command(flatten)]
         backends: Backends,
     },
@@ -114,7 +118,11 @@ async fn main() -> ExitCode {
     }
 
     let result: Result<(), BoxError> = match cli.command {
-        Command::Serve { addr, backends } => serve(addr, backends).await,
+        Command::Serve {
+            addr,
+            no_metrics,
+            backends,
+        } => serve(addr, !no_metrics, backends).await,
         Command::Setup { backends } => setup(backends).await,
         Command::Produce(args) => produce::run(args).await,
         Command::Keygen(args) => token::keygen(args),
@@ -214,9 +222,12 @@ impl Backends {
     }
 }
 
-async fn serve(addr: SocketAddr, backends: Backends) -> Result<(), BoxError> {
+async fn serve(addr: SocketAddr, metrics: bool, backends: Backends) -> Result<(), BoxError> {
     let config = backends.config()?;
-    let app = App::build(&config).await?.with_metrics(prometheus()?);
+    let mut app = App::build(&config).await?;
+    if metrics {
+        app = app.with_metrics(prometheus()?);
+    }
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     match app.auth() {
