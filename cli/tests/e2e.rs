@@ -508,7 +508,9 @@ fn listen_rejected_follows_the_rejections_another_process_keeps() {
 
     let rejections: Vec<Value> = (0..2)
         .map(|_| {
-            let line = lines.recv_timeout(TIMEOUT).expect("listen prints each rejection");
+            let line = lines
+                .recv_timeout(TIMEOUT)
+                .expect("listen prints each rejection");
             serde_json::from_str(&line).expect("one JSON rejection per line")
         })
         .collect();
@@ -516,5 +518,9 @@ fn listen_rejected_follows_the_rejections_another_process_keeps() {
     assert_eq!(rejections[0]["error"], "validation_failed");
     assert_eq!(rejections[1]["data"], "{oops");
     assert_eq!(rejections[1]["error"], "invalid_json");
-    assert!(rejections.iter().all(|r| r["client"] == "SpongeBob" && r["event"] == "Fruits"));
+    assert!(
+        rejections
+            .iter()
+            .all(|r| r["client"] == "SpongeBob" && r["event"] == "Fruits")
+    );
 }

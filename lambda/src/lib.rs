@@ -16,9 +16,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use event_processor_core::App;
 use event_processor_core::error::ErrorChain;
-use event_processor_core::http::{
-    AuthorizerClaims, InvocationDeadline, LambdaRequestId, Limits,
-};
+use event_processor_core::http::{AuthorizerClaims, InvocationDeadline, LambdaRequestId, Limits};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 
@@ -218,7 +216,10 @@ mod tests {
         let response = router.clone().oneshot(request).await.unwrap();
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).expect("a JSON answer"))
+        (
+            status,
+            serde_json::from_slice(&bytes).expect("a JSON answer"),
+        )
     }
 
     #[tokio::test]
@@ -244,7 +245,10 @@ mod tests {
             (INVOKE_PAYLOAD_LIMIT - overhead) / 2
         );
         assert!(at.len() <= INVOKE_PAYLOAD_LIMIT, "{} bytes", at.len());
-        assert!(over.len() <= INVOKE_PAYLOAD_LIMIT, "one byte over still reaches the function");
+        assert!(
+            over.len() <= INVOKE_PAYLOAD_LIMIT,
+            "one byte over still reaches the function"
+        );
 
         let (status, body) = invoke(&router, &at).await;
         assert_eq!(status, 200, "{body}");

@@ -14,6 +14,7 @@
 //! [`rejections`] the rejection store and [`idempotency`] the idempotency keys, all on one
 //! [`SqliteDb`] per file.
 
+mod checkpoint;
 mod idempotency;
 mod rejections;
 mod store;
@@ -216,6 +217,7 @@ pub struct SqliteDb {
     writer: Mutex<mpsc::Sender<Command>>,
     reader: Arc<Mutex<Connection>>,
     commits: Arc<AtomicU64>,
+    checkpoints: Arc<AtomicU64>,
     pending: Arc<AtomicUsize>,
     /// How long rejections are kept, in milliseconds (the precision of their ids' time).
     rejections_ttl_ms: AtomicU64,
@@ -266,6 +268,14 @@ impl SqliteDb {
             path: path.clone(),
             source,
         })?;
+        // Checkpoints happen on the checkpointer's thread, never inside a commit.
+        write_conn
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(sqlite)?;
+        let checkpoint_conn = open_connection(&path, busy_timeout).map_err(sqlite)?;
+        checkpoint_conn
+            .pragma_update(None, "journal_size_limit", checkpoint::JOURNAL_SIZE_LIMIT)
+            .map_err(sqlite)?;
         let reader = open_connection(&path, busy_timeout).map_err(sqlite)?;
         let (sender, receiver) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
@@ -278,11 +288,22 @@ impl SqliteDb {
             .name("sqlite-writer".into())
             .spawn(move || writer::run(write_conn, receiver, &counters))
             .map_err(OpenError::Writer)?;
+        let checkpoints = Arc::new(AtomicU64::new(0));
+        let (watched, counted, at) = (
+            Arc::downgrade(&commits),
+            Arc::downgrade(&checkpoints),
+            path.clone(),
+        );
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint::run(at, checkpoint_conn, watched, counted))
+            .map_err(OpenError::Writer)?;
         Ok(Arc::new(Self {
             path,
             writer: Mutex::new(sender),
             reader: Arc::new(Mutex::new(reader)),
             commits,
+            checkpoints,
             pending,
             rejections_ttl_ms: AtomicU64::new(millis(DEFAULT_REJECTIONS_TTL)),
         }))
@@ -305,6 +326,11 @@ impl SqliteDb {
     /// group commit at work).
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    /// WAL checkpoints completed by this handle's checkpointer so far.
+    pub fn checkpoints(&self) -> u64 {
+        self.checkpoints.load(Ordering::Relaxed)
     }
 
     /// Commands queued for the writer or in its current transaction, not yet answered.

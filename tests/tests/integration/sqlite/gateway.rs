@@ -382,3 +382,38 @@ async fn a_database_written_by_the_first_release_is_migrated_and_keeps_its_data(
         2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpointer_moves_the_wal_into_the_database_and_truncates_it_once_idle() {
+    let path = db_path();
+    let db = SqliteDb::open(&path).unwrap();
+    let gw = gateway(&db);
+    let client = unique_client();
+    post(&gw, &format!("/{client}/Wal/register_event"), &json!({})).await;
+    // Enough to pass SQLite's default auto-checkpoint (1,000 pages), which the writer no
+    // longer runs inside its commits.
+    let batch: Vec<Value> = (0..500)
+        .map(|i| json!({"i": i, "pad": "x".repeat(400)}))
+        .collect();
+    for _ in 0..20 {
+        let (status, _) = post(&gw, &format!("/{client}/Wal/send_events"), &json!(batch)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let wal = path.with_extension("db-wal");
+    assert!(
+        std::fs::metadata(&wal).unwrap().len() > 4 * 1024 * 1024,
+        "the WAL grew"
+    );
+
+    // Idle now: the checkpointer copies the WAL into the database and resets it.
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > 0 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the WAL was never truncated"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(db.checkpoints() >= 1);
+    assert_eq!(offsets(&path, client.as_str(), "Wal").len(), 10_000);
+}
