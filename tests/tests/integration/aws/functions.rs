@@ -8,7 +8,8 @@ use event_processor_core::App;
 use event_processor_core::ports::SchemaStore;
 use event_processor_tests::api::Reply;
 use event_processor_tests::aws::{
-    Names, event_body, event_cases, fresh_app, fresh_secured_app, invoke, raw_records, raw_table,
+    Names, event_body, event_cases, event_file, fresh_app, fresh_secured_app, invoke, raw_records,
+    raw_table,
 };
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -84,6 +85,27 @@ const CASES: &[(&str, &[&str])] = &[
             "invalid",
             "unknown-version",
             "unregistered",
+            "valid",
+            "version",
+        ],
+    ),
+    (
+        "rejected",
+        &[
+            "authorized",
+            "bad-limit",
+            "listed",
+            "missing-scope",
+            "paged",
+        ],
+    ),
+    (
+        "replay",
+        &[
+            "authorized",
+            "bad-id",
+            "missing-scope",
+            "unknown",
             "valid",
             "version",
         ],
@@ -896,6 +918,219 @@ mod validate {
     }
 }
 
+/// The rejection id in `events/replay/{valid,version,authorized,missing-scope}.json`: a
+/// sample, which the tests replace with the id of a rejection they made.
+const SAMPLE_REJECTION_ID: &str = "0192f4a0-7b7e-7cc3-9a35-1f6d2e4b8c01";
+
+/// Runs `events/<function>/<case>.json` with the sample rejection id replaced by `id`.
+async fn run_for(app: &App, function: &str, case: &str, id: &str) -> Reply {
+    let path = event_file(function, case);
+    let json = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .replace(SAMPLE_REJECTION_ID, id);
+    let request = lambda_http::request::from_str(&json).expect("an API Gateway event");
+    event_processor_tests::api::send(
+        &event_processor_lambda::handler(app),
+        request.map(axum::body::Body::new),
+    )
+    .await
+}
+
+/// Sends `event` to SpongeBob/Fruits through the app's handler, expecting it refused for its
+/// content, and returns the status.
+async fn send_refused(app: &App, event: Value) -> StatusCode {
+    let reply = event_processor_tests::api::post_json(
+        &event_processor_lambda::handler(app),
+        "/SpongeBob/Fruits/send_event",
+        &event,
+    )
+    .await;
+    assert!(reply.status.is_client_error(), "{:?}", reply.body);
+    reply.status
+}
+
+mod rejected {
+    use super::*;
+
+    #[tokio::test]
+    async fn refused_events_are_listed_newest_first_with_what_was_received() {
+        let (app, _) = app_with_fruits().await;
+        assert_eq!(
+            run(&app, "send-event", "invalid").await.status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            run(&app, "send-event", "not-json").await.status,
+            StatusCode::BAD_REQUEST
+        );
+
+        let reply = run(&app, "rejected", "listed").await;
+
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.body["code"], "SUCCEEDED");
+        assert_eq!(reply.body["next"], Value::Null);
+        let rejected = reply.body["rejected"].as_array().expect("a list");
+        let errors: Vec<&Value> = rejected.iter().map(|r| &r["error"]).collect();
+        assert_eq!(
+            errors,
+            [&json!("invalid_json"), &json!("validation_failed")]
+        );
+        let invalid = &rejected[1];
+        assert_eq!(
+            (&invalid["client"], &invalid["event"], &invalid["version"]),
+            (&json!("SpongeBob"), &json!("Fruits"), &json!(1))
+        );
+        assert_eq!(invalid["data"], r#"{"color": "yellow"}"#);
+        assert_eq!(invalid["truncated"], false);
+        assert_eq!(invalid["errors"][0]["keyword"], "required");
+        OffsetDateTime::parse(invalid["received_at"].as_str().unwrap(), &Rfc3339)
+            .expect("RFC 3339");
+    }
+
+    #[tokio::test]
+    async fn a_page_of_one_names_the_id_the_next_page_starts_before() {
+        let (app, _) = app_with_fruits().await;
+        for _ in 0..2 {
+            run(&app, "send-event", "invalid").await;
+        }
+
+        let reply = run(&app, "rejected", "paged").await;
+
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        let rejected = reply.body["rejected"].as_array().expect("a list");
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(reply.body["next"], rejected[0]["id"]);
+    }
+
+    #[tokio::test]
+    async fn a_limit_of_0_is_400() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "rejected", "bad-limit").await;
+
+        assert_failed(&reply, StatusCode::BAD_REQUEST, "invalid_query");
+    }
+
+    #[tokio::test]
+    async fn a_token_with_the_read_scope_lists_rejections() {
+        let (app, _) = fresh_secured_app().await;
+
+        let reply = run(&app, "rejected", "authorized").await;
+
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.body["rejected"], json!([]));
+    }
+
+    #[tokio::test]
+    async fn a_token_with_only_the_send_scope_is_403() {
+        let (app, _) = fresh_secured_app().await;
+
+        let reply = run(&app, "rejected", "missing-scope").await;
+
+        assert_failed(&reply, StatusCode::FORBIDDEN, "forbidden");
+    }
+}
+
+mod replay {
+    use super::*;
+
+    /// SpongeBob/Fruits with `{"fruit": 42}` refused by version 1 (`fruit` must be a string),
+    /// then version 2 registered (any `fruit`); returns the rejection's id.
+    async fn app_with_a_rejection_valid_under_version_2() -> (App, Names, String) {
+        let (app, names) = app_with_fruits().await;
+        assert_eq!(
+            send_refused(&app, json!({"fruit": 42})).await,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        let listed = run(&app, "rejected", "listed").await;
+        let id = listed.body["rejected"][0]["id"]
+            .as_str()
+            .expect("the rejection is listed")
+            .to_owned();
+        let registered = run(&app, "register-event", "new-version").await;
+        assert_eq!(
+            registered.status,
+            StatusCode::CREATED,
+            "{:?}",
+            registered.body
+        );
+        (app, names, id)
+    }
+
+    #[tokio::test]
+    async fn a_rejection_valid_under_the_latest_version_is_published_under_its_id_once() {
+        let (app, names, id) = app_with_a_rejection_valid_under_version_2().await;
+
+        let first = run_for(&app, "replay", "valid", &id).await;
+        let again = run_for(&app, "replay", "valid", &id).await;
+
+        assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+        assert_eq!(first.body["code"], "SUCCEEDED");
+        assert_eq!(
+            (&first.body["id"], &first.body["version"]),
+            (&json!(id), &json!(2))
+        );
+        assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+        assert_eq!(again.body, first.body);
+        let records = raw_records(&names.stream).await;
+        assert_eq!(records.len(), 1, "published once");
+        assert_eq!(records[0].data["id"], id.as_str());
+        assert_eq!(records[0].data["data"], json!({"fruit": 42}));
+    }
+
+    #[tokio::test]
+    async fn a_rejection_still_invalid_under_the_version_asked_for_is_422_and_not_published() {
+        let (app, names, id) = app_with_a_rejection_valid_under_version_2().await;
+
+        let reply = run_for(&app, "replay", "version", &id).await;
+
+        assert_failed(
+            &reply,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
+        assert!(raw_records(&names.stream).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_rejection_is_404() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "replay", "unknown").await;
+
+        assert_failed(&reply, StatusCode::NOT_FOUND, "rejection_not_found");
+    }
+
+    #[tokio::test]
+    async fn an_id_that_is_not_a_uuid_is_400() {
+        let (app, _) = app_with_fruits().await;
+
+        let reply = run(&app, "replay", "bad-id").await;
+
+        assert_failed(&reply, StatusCode::BAD_REQUEST, "invalid_rejection_id");
+    }
+
+    #[tokio::test]
+    async fn a_token_with_the_send_scope_reaches_the_rejection() {
+        let (app, _) = fresh_secured_app().await;
+
+        // No rejection was kept: past authorization, the answer is the store's.
+        let reply = run(&app, "replay", "authorized").await;
+
+        assert_failed(&reply, StatusCode::NOT_FOUND, "rejection_not_found");
+    }
+
+    #[tokio::test]
+    async fn a_token_with_only_the_read_scope_is_403_and_publishes_nothing() {
+        let (app, names) = fresh_secured_app().await;
+
+        let reply = run(&app, "replay", "missing-scope").await;
+
+        assert_failed(&reply, StatusCode::FORBIDDEN, "forbidden");
+        assert!(raw_records(&names.stream).await.is_empty());
+    }
+}
+
 /// template.yaml puts the JWT authorizer on every route, unless deployed with `Auth=none`.
 #[test]
 fn every_route_of_the_template_is_authorized_unless_auth_is_none() {
@@ -904,7 +1139,7 @@ fn every_route_of_the_template_is_authorized_unless_auth_is_none() {
     let authorized = template
         .matches("AuthorizationType: !If [AuthOn, JWT, NONE]")
         .count();
-    assert!(routes >= 11, "{routes} routes");
+    assert!(routes >= 13, "{routes} routes");
     assert_eq!(authorized, routes, "a route without the authorizer");
     assert!(template.contains("  Auth:\n    Type: String\n    Default: jwt\n"));
     // Every route of the router is deployed (and nothing else but the $default route).
@@ -919,6 +1154,8 @@ fn every_route_of_the_template_is_authorized_unless_auth_is_none() {
         "GET /{client}/{event}/compatibility",
         "PUT /{client}/{event}/compatibility",
         "GET /{client}/list_events",
+        "GET /{client}/{event}/rejected",
+        "POST /{client}/{event}/rejected/{id}/replay",
         "$default",
     ] {
         assert!(

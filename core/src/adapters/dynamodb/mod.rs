@@ -1,4 +1,6 @@
-//! DynamoDB schema store (feature `aws`): the production [`SchemaStore`].
+//! DynamoDB schema store (feature `aws`): the production [`SchemaStore`], and, in the same
+//! table, its [`RejectionStore`](crate::ports::RejectionStore) and
+//! [`IdempotencyStore`](crate::ports::IdempotencyStore).
 //!
 //! Key design, with the keys of `template.yaml` (partition key `client` (S), sort key `event` (S)):
 //! - A **head** item per pair, `{client, event}`, holds the latest version: `version` (N),
@@ -28,9 +30,21 @@
 //! Every call on a request's path goes through the one retry policy (`retry`), so throttling,
 //! server faults and transaction conflicts are retried until the request's deadline and each
 //! attempt ends by it.
+//!
+//! The same table keeps, in partitions of their own, the **rejections** (`rejections.rs`:
+//! `rej#{client}#{event}`, sort key the rejection's id) and the **idempotency keys**
+//! (`idempotency.rs`: `idem#{client}#{event}`, sort key the key). Both carry
+//! [`EXPIRES_AT_ATTR`], the table's TTL attribute (epoch seconds; schema items never have it,
+//! so they never expire). DynamoDB deletes expired items lazily (typically within days; moto
+//! never), so every read of these items leaves out those whose time has passed. A partition key
+//! holding two `#` is neither a client's (names have no `#`) nor a pair's version partition
+//! (one `#`), which also lets IAM tell them apart (`dynamodb:LeadingKeys`, template.yaml).
+
+mod idempotency;
+mod rejections;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -44,7 +58,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, CancellationReason, ConditionCheck,
     KeySchemaElement, KeyType, Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
-    SseSpecification, TransactWriteItem, Update,
+    SseSpecification, TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
 };
 use serde_json::Value;
 
@@ -53,7 +67,8 @@ use crate::compat::{Mode, UnknownMode};
 use crate::domain::{ClientId, EventName, NameError, SchemaVersion, now_rfc3339};
 use crate::error::{ErrorChain, cause};
 use crate::ports::{
-    Insert, RegisteredEvent, RegisteredSchema, SchemaStore, StoreError, VersionInfo,
+    DEFAULT_REJECTIONS_TTL, Insert, RegisteredEvent, RegisteredSchema, SchemaStore, StoreError,
+    VersionInfo,
 };
 use crate::retry::{Deadline, Failure, RetryPolicy, retry};
 
@@ -65,6 +80,12 @@ const SCHEMA_ATTR: &str = "schema";
 const VERSION_ATTR: &str = "version";
 const REGISTERED_AT_ATTR: &str = "registered_at";
 const COMPATIBILITY_ATTR: &str = "compatibility";
+/// The table's TTL attribute (`TimeToLiveSpecification` in template.yaml, enabled by `setup`):
+/// when a rejection or an idempotency key may be deleted, in seconds since the Unix epoch.
+pub const EXPIRES_AT_ATTR: &str = "expires_at";
+
+pub use idempotency::{AnswerTooLarge, MAX_KEPT_BODY, idempotency_partition};
+pub use rejections::{MAX_BATCH_WRITE, rejection_partition};
 
 /// What `registered_at` reads as for a version registered by the previous release, which
 /// recorded no time: the Unix epoch, unmistakably not a real registration time, earlier than
@@ -110,6 +131,12 @@ pub enum ItemError {
     NotNext(SchemaVersion),
     #[error("the pair has no head item")]
     NoHead,
+    #[error("attribute `{0}` is missing or not a number of the expected range")]
+    Number(&'static str),
+    #[error("attribute `{0}` is missing or not of the expected type")]
+    Type(&'static str),
+    #[error("{0:?} is not a UUID (a rejection's or an event's id)")]
+    Id(String, #[source] uuid::Error),
 }
 
 /// The table exists with keys other than this store's (`setup` refuses to use it).
@@ -119,6 +146,15 @@ pub enum ItemError {
 )]
 pub struct WrongKeySchema {
     pub table: String,
+}
+
+/// The table has TTL enabled on an attribute other than [`EXPIRES_AT_ATTR`] (a table can have
+/// one TTL attribute only; `setup` does not take it over).
+#[derive(Debug, thiserror::Error)]
+#[error("table {table} has TTL on attribute {attribute:?}, not on {EXPIRES_AT_ATTR}")]
+pub struct WrongTtlAttribute {
+    pub table: String,
+    pub attribute: Option<String>,
 }
 
 /// The partition key of a pair's version items: `{client}#{event}`.
@@ -145,12 +181,14 @@ pub async fn open(table: &str) -> DynamoDbSchemaStore {
     DynamoDbSchemaStore::from_config(aws::shared_config().await, table)
 }
 
-/// Schemas in one DynamoDB table.
+/// Schemas, rejections and idempotency keys in one DynamoDB table.
 #[derive(Clone, Debug)]
 pub struct DynamoDbSchemaStore {
     client: Client,
     table: String,
     retry: RetryPolicy,
+    /// How long a rejection is kept (`REJECTIONS_TTL`).
+    rejections_ttl: Duration,
 }
 
 fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -159,6 +197,31 @@ fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> StoreEr
 
 fn corrupt(error: ItemError) -> StoreError {
     StoreError::Corrupt(cause(error))
+}
+
+/// Whole seconds since the Unix epoch (a TTL attribute's unit); 0 before it.
+fn epoch_seconds(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Whether an item's [`EXPIRES_AT_ATTR`] has passed: DynamoDB may not have deleted it yet,
+/// but it is gone as far as readers are concerned. An item without it never expires.
+fn expired(item: &Item, now: SystemTime) -> bool {
+    match item.get(EXPIRES_AT_ATTR) {
+        Some(AttributeValue::N(n)) => n.parse::<u64>().is_ok_and(|at| at <= epoch_seconds(now)),
+        _ => false,
+    }
+}
+
+fn number(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn u64_attr(item: &Item, name: &'static str) -> Result<u64, ItemError> {
+    match item.get(name) {
+        Some(AttributeValue::N(n)) => n.parse().map_err(|_| ItemError::Number(name)),
+        _ => Err(ItemError::Number(name)),
+    }
 }
 
 fn string_attr<'a>(item: &'a Item, name: &'static str) -> Result<&'a str, ItemError> {
@@ -276,7 +339,20 @@ impl DynamoDbSchemaStore {
             client,
             table: table.into(),
             retry: RetryPolicy::default(),
+            rejections_ttl: DEFAULT_REJECTIONS_TTL,
         }
+    }
+
+    /// Keeps rejections for `ttl` (`REJECTIONS_TTL`) instead of [`DEFAULT_REJECTIONS_TTL`].
+    pub fn with_rejections_ttl(mut self, ttl: Duration) -> Self {
+        self.rejections_ttl = ttl;
+        self
+    }
+
+    /// Spaces retries by `policy` instead of the default (tests retry quickly).
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
     }
 
     /// A store over `table` with a client built from the shared SDK configuration.
@@ -603,6 +679,49 @@ impl DynamoDbSchemaStore {
         }
     }
 
+    /// Enables TTL on [`EXPIRES_AT_ATTR`], idempotently: DynamoDB refuses to enable it again
+    /// (and allows one change an hour), so the current setting is read first. A table whose
+    /// TTL is on another attribute is refused, not taken over.
+    async fn enable_ttl(&self) -> Result<(), StoreError> {
+        let described = self
+            .client
+            .describe_time_to_live()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let description = described.time_to_live_description();
+        let attribute = description.and_then(|d| d.attribute_name());
+        match description.and_then(|d| d.time_to_live_status()) {
+            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+                if attribute == Some(EXPIRES_AT_ATTR) =>
+            {
+                return Ok(());
+            }
+            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling) => {
+                return Err(StoreError::Corrupt(cause(WrongTtlAttribute {
+                    table: self.table.clone(),
+                    attribute: attribute.map(str::to_owned),
+                })));
+            }
+            _ => {}
+        }
+        let specification = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name(EXPIRES_AT_ATTR)
+            .build()
+            .map_err(unavailable)?;
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(specification)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(table = %self.table, attribute = EXPIRES_AT_ATTR, "enabled TTL on the DynamoDB table");
+        Ok(())
+    }
+
     /// Gives every head written by the previous release the version item it lacks. The one
     /// Scan of this store: `setup` runs it, never a request. Returns how many it wrote.
     async fn backfill(&self) -> Result<usize, StoreError> {
@@ -910,9 +1029,10 @@ impl SchemaStore for DynamoDbSchemaStore {
     }
 
     /// Creates the table (on-demand, encrypted, keys as in template.yaml) unless it exists,
-    /// waits until it is ACTIVE, checks that an existing table has this store's keys, and
-    /// backfills the version items of pairs registered by the previous release (a Scan of
-    /// the whole table, once per `setup`; a no-op write-wise once done).
+    /// waits until it is ACTIVE, checks that an existing table has this store's keys, enables
+    /// TTL on [`EXPIRES_AT_ATTR`] unless it is on, and backfills the version items of pairs
+    /// registered by the previous release (a Scan of the whole table, once per `setup`; a
+    /// no-op write-wise once done).
     async fn setup(&self) -> Result<(), StoreError> {
         let attribute = |name: &str| {
             AttributeDefinition::builder()
@@ -970,6 +1090,7 @@ impl SchemaStore for DynamoDbSchemaStore {
                 table: self.table.clone(),
             })));
         }
+        self.enable_ttl().await?;
         let backfilled = self.backfill().await?;
         if backfilled > 0 {
             tracing::info!(table = %self.table, backfilled, "wrote the version items of pairs registered by the previous release");
