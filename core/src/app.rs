@@ -99,9 +99,9 @@ fn open_failed<E: std::error::Error + Send + Sync + 'static>(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WarmUp {
     /// The schema store only: register_event, schema, list_events, versions, compatibility,
-    /// check_compatibility, validate.
+    /// check_compatibility, validate, rejected.
     Store,
-    /// The schema store and the event stream: send_event, send_events.
+    /// The schema store and the event stream: send_event, send_events, replay.
     StoreAndStream,
 }
 
@@ -292,8 +292,9 @@ async fn open_store(config: &Config) -> Result<Stores, AppError> {
                 .map_err(open_failed(VAR))
         }),
         StoreConfig::DynamoDb { table } => feature_gated!("aws", VAR, "DynamoDB", [table], {
-            Ok(Stores::interim(Arc::new(
-                crate::adapters::dynamodb::open(table).await,
+            let store = crate::adapters::dynamodb::open(table).await;
+            Ok(Stores::of(Arc::new(
+                store.with_rejections_ttl(config.rejections_ttl),
             )))
         }),
     }

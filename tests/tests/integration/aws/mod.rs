@@ -9,3 +9,27 @@ mod idempotency;
 mod rejections;
 mod retries;
 mod upgrade;
+
+/// Rejections and idempotency keys through the router on DynamoDB, events on Kinesis.
+mod lifecycle {
+    use std::sync::Arc;
+
+    use event_processor_core::Processor;
+    use event_processor_core::http::Api;
+    use event_processor_tests::aws::{fresh_store, fresh_stream};
+    use event_processor_tests::lifecycle::Backend;
+
+    async fn backend() -> Backend {
+        let store = Arc::new(fresh_store().await);
+        let stream = Arc::new(fresh_stream().await);
+        let processor = Processor::new(store.clone(), stream.clone())
+            .with_rejections(store.clone())
+            .with_idempotency(store);
+        Backend {
+            router: Api::new(processor).router(),
+            source: stream,
+        }
+    }
+
+    event_processor_tests::lifecycle_suite!(backend());
+}
