@@ -1,10 +1,18 @@
 //! Migrations and the namespace of the PostgreSQL store, each test on a database of its own:
-//! a fresh database, one the previous release wrote (its tables in `public`), and one the
-//! original service shares with the gateway (its own `public.event_schemas`).
+//! a fresh database, one the previous release wrote (its tables in `public`), one the release
+//! before rejections and idempotency keys wrote (migrations 1 to 3), and one the original
+//! service shares with the gateway (its own `public.event_schemas`).
+
+use std::time::{Duration, SystemTime};
 
 use event_processor_core::compat::Mode;
-use event_processor_core::domain::{ClientId, SchemaVersion, rfc3339};
-use event_processor_core::ports::{Insert, RegisteredSchema, SchemaStore, VersionInfo};
+use event_processor_core::domain::{
+    ClientId, EventId, Fingerprint, IdempotencyKey, SchemaVersion, rfc3339,
+};
+use event_processor_core::ports::{
+    Begin, IdempotencyStore, Insert, RegisteredSchema, SchemaStore, VersionInfo,
+};
+use event_processor_tests::contract::rejections::rejection;
 use event_processor_tests::postgres::{FreshDatabase, store_at};
 use event_processor_tests::{deadline, event_name};
 use serde_json::{Value, json};
@@ -12,6 +20,44 @@ use tokio_postgres::Client;
 
 /// The previous release's DDL and bookkeeping, as it ran them in a new database.
 const PREVIOUS_RELEASE: &str = include_str!("../../../fixtures/postgres/previous_release.sql");
+
+/// What the release before rejections and idempotency keys (migrations 1 to 3, in the schema
+/// `event_processor`) left in a new database, statement for statement as its `migrate()` ran
+/// them: its bookkeeping table, its three migrations (released files, never edited) under
+/// `search_path = event_processor`, and their rows.
+fn release_with_three_migrations() -> String {
+    [
+        "CREATE SCHEMA event_processor;",
+        "CREATE TABLE event_processor.migrations (
+             version    integer     PRIMARY KEY,
+             name       text        NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );",
+        "SET search_path TO event_processor;",
+        include_str!("../../../../core/migrations/postgres/0001_create_event_schemas.sql"),
+        include_str!(
+            "../../../../core/migrations/postgres/0002_rename_event_schemas_to_schemas.sql"
+        ),
+        include_str!("../../../../core/migrations/postgres/0003_create_compatibility.sql"),
+        "INSERT INTO event_processor.migrations (version, name) VALUES
+             (1, 'create_event_schemas'),
+             (2, 'rename_event_schemas_to_schemas'),
+             (3, 'create_compatibility');",
+        "RESET search_path;",
+    ]
+    .join("\n")
+}
+
+/// The statement that release registered a version with.
+const REGISTER_AS_THREE_MIGRATIONS: &str = "
+    INSERT INTO event_processor.schemas (client, event, version, schema, schema_text)
+    SELECT $1, $2, $3::int8, $4::text::jsonb, $4::text
+    WHERE NOT EXISTS (
+        SELECT 1 FROM event_processor.schemas
+        WHERE client = $1 AND event = $2 AND version >= $3::int8
+    )
+    ON CONFLICT (client, event, version) DO NOTHING
+    RETURNING version";
 
 /// The original service's table: same name as the previous release's, another layout.
 const ORIGINAL_SERVICE: &str = r#"
@@ -26,6 +72,9 @@ INSERT INTO public.event_schemas VALUES
     ('SpongeBob', 'Colors', '{ "required" : ["color"], "type":"object", "type":"object" }'),
     ('Patrick',   'Rocks',  '{"minimum": -1.5e10}');
 "#;
+
+/// Every migration of this release.
+const ALL_MIGRATIONS: [i32; 6] = [1, 2, 3, 4, 5, 6];
 
 fn client(name: &str) -> ClientId {
     ClientId::parse(name).expect("a valid client name")
@@ -92,6 +141,9 @@ async fn everything(db: &Client) -> Vec<Vec<Option<String>>> {
         "SELECT client, event, version, schema_text, registered_at FROM event_processor.schemas
          ORDER BY client, event, version",
         "SELECT client, event, mode FROM event_processor.compatibility ORDER BY client, event",
+        "SELECT * FROM event_processor.rejections ORDER BY client, event, id",
+        "SELECT * FROM event_processor.rejection_pairs ORDER BY client, event",
+        "SELECT * FROM event_processor.idempotency_keys ORDER BY client, event, key",
     ] {
         all.extend(text_rows(db, query).await);
     }
@@ -118,6 +170,18 @@ async fn constraints(db: &Client, table: &str) -> Vec<Vec<Option<String>>> {
         ),
     )
     .await
+}
+
+/// `constraints` but the one named `name`, which must be among them.
+fn without(mut constraints: Vec<Vec<Option<String>>>, name: &str) -> Vec<Vec<Option<String>>> {
+    let before = constraints.len();
+    constraints.retain(|c| c[0].as_deref() != Some(name));
+    assert_eq!(
+        constraints.len(),
+        before - 1,
+        "{name} among the constraints"
+    );
+    constraints
 }
 
 async fn exists(db: &Client, table: &str) -> bool {
@@ -173,11 +237,14 @@ async fn a_fresh_database_gets_every_table_in_the_event_processor_schema_and_non
         names,
         [
             "event_processor.compatibility",
+            "event_processor.idempotency_keys",
             "event_processor.migrations",
+            "event_processor.rejection_pairs",
+            "event_processor.rejections",
             "event_processor.schemas"
         ]
     );
-    assert_eq!(migrations(&admin).await, [1, 2, 3]);
+    assert_eq!(migrations(&admin).await, ALL_MIGRATIONS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,14 +330,24 @@ async fn a_database_written_by_the_previous_release_is_adopted() {
         .set_compatibility(&sponge_bob, &fruits_event, Mode::Full, deadline())
         .await
         .unwrap();
-    // ... the table moved with its keys and checks, and nothing of ours is left in public.
+    // ... the table moved with its keys and checks (of which migration 4 replaced the one
+    // tying the jsonb copy to the text), and nothing of ours is left in public.
     assert_eq!(
-        constraints(&admin, "event_processor.schemas").await,
-        constraints_before
+        without(
+            constraints(&admin, "event_processor.schemas").await,
+            "schemas_schema_check"
+        ),
+        without(constraints_before, "event_schemas_check")
+    );
+    let checks = constraints(&admin, "event_processor.schemas").await;
+    assert!(
+        checks
+            .iter()
+            .any(|c| c[0].as_deref() == Some("schemas_schema_check"))
     );
     assert!(!exists(&admin, "public.event_schemas").await);
     assert!(!exists(&admin, "public.event_processor_migrations").await);
-    assert_eq!(migrations(&admin).await, [1, 2, 3]);
+    assert_eq!(migrations(&admin).await, ALL_MIGRATIONS);
     let applied_at_after = text_rows(
         &admin,
         "SELECT applied_at FROM event_processor.migrations WHERE version = 1",
@@ -306,7 +383,7 @@ async fn gateways_opening_a_previous_release_database_together_adopt_it_once() {
         stores.push(store.await.expect("every gateway opens"));
     }
 
-    assert_eq!(migrations(&admin).await, [1, 2, 3]);
+    assert_eq!(migrations(&admin).await, ALL_MIGRATIONS);
     for store in &stores {
         let got = store
             .get(
@@ -386,7 +463,7 @@ async fn a_public_table_of_our_layout_without_our_bookkeeping_is_not_adopted() {
         .await;
     assert_eq!(got.unwrap(), None);
     assert_eq!(text_rows(&admin, rows).await, before);
-    assert_eq!(migrations(&admin).await, [1, 2, 3]);
+    assert_eq!(migrations(&admin).await, ALL_MIGRATIONS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,4 +500,96 @@ async fn tables_a_previous_release_gateway_makes_after_the_upgrade_are_left_alon
         everything(&admin).await,
     );
     assert_eq!(after, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_the_release_before_rejections_is_upgraded_in_place() {
+    // Given a database the release with migrations 1 to 3 created, a pair it registered and a
+    // mode it set.
+    let db = FreshDatabase::create().await;
+    let admin = db.connect().await;
+    admin
+        .batch_execute(&release_with_three_migrations())
+        .await
+        .unwrap();
+    let fruits = r#"{"type": "object", "properties": {"n": {"minimum": -1.5e10}}}"#;
+    let registered = admin
+        .query_opt(
+            REGISTER_AS_THREE_MIGRATIONS,
+            &[&"SpongeBob", &"Fruits", &1_i64, &fruits],
+        )
+        .await
+        .unwrap();
+    assert!(registered.is_some());
+    admin
+        .batch_execute(
+            "INSERT INTO event_processor.compatibility VALUES ('SpongeBob', 'Fruits', 'FULL')",
+        )
+        .await
+        .unwrap();
+    let rows = "SELECT client, event, version, schema::text, schema_text, registered_at
+                FROM event_processor.schemas ORDER BY client, event, version";
+    let before = text_rows(&admin, rows).await;
+
+    // When this release opens it.
+    let store = store_at(db.url()).await;
+
+    // Then the three new migrations ran, and what was there is served as it was.
+    assert_eq!(migrations(&admin).await, ALL_MIGRATIONS);
+    assert_eq!(text_rows(&admin, rows).await, before);
+    let (sponge_bob, fruits_event) = (client("SpongeBob"), event_name("Fruits"));
+    let latest = store
+        .get(&sponge_bob, &fruits_event, None, deadline())
+        .await
+        .unwrap()
+        .expect("registered by the earlier release");
+    assert_eq!(
+        latest.schema,
+        serde_json::from_str::<Value>(fruits).unwrap()
+    );
+    let mode = store
+        .compatibility(&sponge_bob, &fruits_event, deadline())
+        .await;
+    assert_eq!(mode.unwrap(), Some(Mode::Full));
+    // ... a schema jsonb cannot hold registers, rejections are kept and keys are taken.
+    let with_nul = json!({"description": "\u{0}"});
+    let insert = store
+        .insert_version(&sponge_bob, &fruits_event, v(2), &with_nul, deadline())
+        .await;
+    assert_eq!(insert.unwrap(), Insert::Inserted);
+    // (Through the port: `get` and `list` are also the schema store's.)
+    let rejections: &dyn event_processor_core::ports::RejectionStore = &store;
+    let rejection = rejection(&sponge_bob, &fruits_event, "{\"n\": \"x\"}");
+    rejections
+        .keep(std::slice::from_ref(&rejection), deadline())
+        .await
+        .unwrap();
+    let kept = rejections.list(&sponge_bob, &fruits_event, 10, None, deadline());
+    assert_eq!(kept.await.unwrap(), [rejection]);
+    let begun = store
+        .begin(
+            &sponge_bob,
+            &fruits_event,
+            &IdempotencyKey::parse(b"k").unwrap(),
+            Fingerprint::of(b"{}", None),
+            &[EventId::new()],
+            SystemTime::now() + Duration::from_secs(30),
+            deadline(),
+        )
+        .await;
+    assert_eq!(begun.unwrap(), Begin::Started);
+    // ... and a gateway of that release, still running during the upgrade, still registers.
+    let registered = admin
+        .query_opt(
+            REGISTER_AS_THREE_MIGRATIONS,
+            &[&"SpongeBob", &"Fruits", &3_i64, &r#"{"type": "object"}"#],
+        )
+        .await
+        .unwrap();
+    assert!(registered.is_some());
+
+    // And opening it again changes nothing.
+    let before = everything(&admin).await;
+    store_at(db.url()).await.setup().await.unwrap();
+    assert_eq!(everything(&admin).await, before);
 }

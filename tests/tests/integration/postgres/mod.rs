@@ -2,5 +2,8 @@
 //! own for the migration tests).
 
 mod contract;
+mod idempotency;
 mod migrations;
+mod rejections;
+mod schema_corpus;
 mod store;

@@ -104,7 +104,7 @@ async fn setup_applies_each_migration_once_however_often_it_runs() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,4 +250,21 @@ async fn the_compatibility_table_holds_the_seven_modes_and_refuses_any_other() {
         .expect_err("an unknown mode is refused");
 
     assert_eq!(refused.code(), Some(&SqlState::CHECK_VIOLATION));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_holding_u0000_is_registered_and_read_back_as_the_same_value() {
+    // Issue 14: jsonb refuses \u0000, which turned a client's schema into a 503 forever.
+    let app = app_on(store().await);
+    let client = unique_client();
+    let schema = json!({"description": "\u{0}", "properties": {"a\u{0}b": {"const": "x\u{0}"}}});
+
+    let first = post_json(&app, &format!("/{client}/Fruits/register_event"), &schema).await;
+    let again = post_json(&app, &format!("/{client}/Fruits/register_event"), &schema).await;
+    let read = get(&app, &format!("/{client}/Fruits/schema")).await;
+
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+    assert_eq!(read.status, StatusCode::OK, "{:?}", read.body);
+    assert_eq!(read.body["schema"], schema, "{:?}", read.body);
 }

@@ -1,12 +1,15 @@
-//! The PostgreSQL schema store (feature `postgres`), for the docker-compose stack and for
-//! operators who already run PostgreSQL.
+//! The PostgreSQL store (feature `postgres`), for the docker-compose stack and for operators
+//! who already run PostgreSQL: schemas (this module), rejected events (`rejections`) and
+//! idempotency keys (`idempotency`), all on one [`PostgresStore`] and its pool.
 //!
 //! Every table of the gateway lives in the PostgreSQL schema `event_processor`, so that none
 //! can collide with a table of another application in the same database (the original service
 //! has a `public.event_schemas` of its own): `event_processor.schemas` holds every version of
-//! every pair, `event_processor.compatibility` each pair's own mode, and
+//! every pair, `event_processor.compatibility` each pair's own mode, `rejections` (with
+//! `rejection_pairs`) the rejected events, `idempotency_keys` the keys, and
 //! `event_processor.migrations` what has been applied. Statements name their tables with the
-//! schema, so a role's `search_path` does not matter.
+//! schema, so a role's `search_path` does not matter. Each table's layout, and why, is in the
+//! migration that created it.
 //!
 //! Built on tokio-postgres with a deadpool pool rather than sqlx: the store runs a handful of
 //! fixed statements, so it needs neither sqlx's macros nor a database at compile time, and the
@@ -40,29 +43,46 @@ use crate::compat::Mode;
 use crate::domain::{ClientId, EventName, SchemaVersion};
 use crate::error::cause;
 use crate::ports::{
-    Insert, RegisteredEvent, RegisteredSchema, SchemaStore, StoreError, VersionInfo,
+    DEFAULT_REJECTIONS_TTL, Insert, RegisteredEvent, RegisteredSchema, SchemaStore, StoreError,
+    VersionInfo,
 };
 use crate::retry::{Deadline, Failure, RetryError, RetryPolicy, retry};
 
 /// The migrations, in order. A migration is never edited once released: add a new one.
 ///
 /// They run with `search_path = event_processor`: migration 1 was released when the table
-/// lived in `public` and names it without a schema. Later ones name their schema.
+/// lived in `public` and names it without a schema. Later ones name their schema. From 4 on they
+/// live beside this module.
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "create_event_schemas",
-        sql: include_str!("../../migrations/postgres/0001_create_event_schemas.sql"),
+        sql: include_str!("../../../migrations/postgres/0001_create_event_schemas.sql"),
     },
     Migration {
         version: 2,
         name: "rename_event_schemas_to_schemas",
-        sql: include_str!("../../migrations/postgres/0002_rename_event_schemas_to_schemas.sql"),
+        sql: include_str!("../../../migrations/postgres/0002_rename_event_schemas_to_schemas.sql"),
     },
     Migration {
         version: 3,
         name: "create_compatibility",
-        sql: include_str!("../../migrations/postgres/0003_create_compatibility.sql"),
+        sql: include_str!("../../../migrations/postgres/0003_create_compatibility.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "schemas_without_jsonb_for_u0000",
+        sql: include_str!("migrations/0004_schemas_without_jsonb_for_u0000.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "create_rejections",
+        sql: include_str!("migrations/0005_create_rejections.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "create_idempotency_keys",
+        sql: include_str!("migrations/0006_create_idempotency_keys.sql"),
     },
 ];
 
@@ -78,11 +98,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// other gateways may be waiting on.
 const MIGRATION_DEADLINE: Duration = Duration::from_secs(60);
 
-/// `registered_at` as `domain::rfc3339` writes every time: UTC, milliseconds (truncated, as
-/// there), `Z`. Whatever the session's time zone.
+/// A `timestamptz` column as `domain::rfc3339` writes every time: UTC, milliseconds
+/// (truncated, as there), `Z`. Whatever the session's time zone.
+macro_rules! rfc3339 {
+    ($column:literal) => {
+        concat!(
+            "to_char(",
+            $column,
+            r#" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"#
+        )
+    };
+}
+
 macro_rules! registered_at {
     () => {
-        r#"to_char(registered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"#
+        rfc3339!("registered_at")
     };
 }
 
@@ -92,6 +122,10 @@ macro_rules! schema_columns {
         concat!("version, schema_text, ", registered_at!())
     };
 }
+
+// After the macros above, which they use.
+mod idempotency;
+mod rejections;
 
 struct Migration {
     version: i32,
@@ -127,6 +161,10 @@ enum PgError {
     Pool(#[from] PoolError),
     #[error(transparent)]
     Corrupt(#[from] CorruptRow),
+    /// A row read under lock was deleted between the statement that found it and the one that
+    /// locked it (an expired idempotency key purged meanwhile): the next attempt starts over.
+    #[error("a row was deleted concurrently while it was being read")]
+    Vanished,
 }
 
 impl PgError {
@@ -137,6 +175,7 @@ impl PgError {
             // A connection could not be established: unless the server refused it for good
             // (e.g. a wrong password), it may be restarting. A pool timeout already waited.
             PgError::Pool(PoolError::Backend(e)) => e.code().is_none() || is_transient(e),
+            PgError::Vanished => true,
             PgError::Pool(_) | PgError::Corrupt(_) => false,
         };
         if transient {
@@ -202,11 +241,15 @@ fn is_transient(error: &tokio_postgres::Error) -> bool {
     }
 }
 
-/// Schemas in PostgreSQL tables, through a connection pool.
+/// Schemas, rejected events and idempotency keys in PostgreSQL tables, through one connection
+/// pool: one value serves as the gateway's `SchemaStore`, `RejectionStore` and
+/// `IdempotencyStore`.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
     retry: RetryPolicy,
+    /// How long rejections are kept (`REJECTIONS_TTL`).
+    rejections_ttl: Duration,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -214,6 +257,7 @@ impl std::fmt::Debug for PostgresStore {
         // The URL may hold a password: never print it.
         f.debug_struct("PostgresStore")
             .field("pool", &self.pool.status())
+            .field("rejections_ttl", &self.rejections_ttl)
             .finish()
     }
 }
@@ -248,12 +292,20 @@ pub async fn open(url: &str) -> Result<PostgresStore, OpenError> {
     let store = PostgresStore {
         pool,
         retry: RetryPolicy::default(),
+        rejections_ttl: DEFAULT_REJECTIONS_TTL,
     };
     store.migrate().await.map_err(OpenError::Migrate)?;
     Ok(store)
 }
 
 impl PostgresStore {
+    /// Keeps rejections for `ttl` (`REJECTIONS_TTL`) instead of [`DEFAULT_REJECTIONS_TTL`]:
+    /// older ones are no longer read, and the next keep of their pair deletes them.
+    pub fn with_rejections_ttl(mut self, ttl: Duration) -> Self {
+        self.rejections_ttl = ttl;
+        self
+    }
+
     /// Applies, in order and each once, the migrations this database has not seen yet, after
     /// adopting the previous release's tables if the database has them. One transaction under
     /// the advisory lock: a gateway that waited for the lock finds the work done.
@@ -391,7 +443,7 @@ fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
     row.try_get(index).map_err(|e| corrupt(table, e))
 }
 
-fn version_of(table: &'static str, raw: i32) -> Result<SchemaVersion, CorruptRow> {
+fn version_of(table: &'static str, raw: i64) -> Result<SchemaVersion, CorruptRow> {
     u32::try_from(raw)
         .ok()
         .and_then(SchemaVersion::new)
@@ -403,6 +455,18 @@ fn version_of(table: &'static str, raw: i32) -> Result<SchemaVersion, CorruptRow
 /// `integer` column through the primary key's index.
 fn param(version: SchemaVersion) -> i64 {
     i64::from(version.get())
+}
+
+/// Whether a string or key anywhere in `value` holds U+0000, which jsonb cannot store.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(members) => members
+            .iter()
+            .any(|(key, value)| key.contains('\0') || holds_nul(value)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 /// A `schemas` row read as `schema_columns!` lists them.
@@ -417,7 +481,7 @@ fn registered(
     Ok(RegisteredSchema {
         client: client.clone(),
         event: event.clone(),
-        version: version_of("schemas", column("schemas", row, 0)?)?,
+        version: version_of("schemas", column::<i32>("schemas", row, 0)?.into())?,
         schema: serde_json::from_str(schema).map_err(|e| corrupt("schemas", e))?,
         registered_at: column("schemas", row, 2)?,
     })
@@ -478,6 +542,9 @@ impl SchemaStore for PostgresStore {
         deadline: Deadline,
     ) -> Result<Insert, StoreError> {
         let text = &schema.to_string();
+        // jsonb refuses U+0000: such a schema gets no jsonb copy (see migration 4); it is
+        // served from `schema_text` like any other.
+        let queryable = (!holds_nul(schema)).then_some(text.as_str());
         retry(self.retry, deadline, move || async move {
             let conn = self.pool.get().await?;
             let (client_name, event_name, version) =
@@ -486,7 +553,7 @@ impl SchemaStore for PostgresStore {
                 .prepare_cached(
                     "INSERT INTO event_processor.schemas
                          (client, event, version, schema, schema_text)
-                     SELECT $1, $2, $3::int8, $4::text::jsonb, $4::text
+                     SELECT $1, $2, $3::int8, $5::text::jsonb, $4::text
                      WHERE NOT EXISTS (
                          SELECT 1 FROM event_processor.schemas
                          WHERE client = $1 AND event = $2 AND version >= $3::int8
@@ -496,7 +563,10 @@ impl SchemaStore for PostgresStore {
                 )
                 .await?;
             let inserted = conn
-                .query_opt(&insert, &[&client_name, &event_name, &version, text])
+                .query_opt(
+                    &insert,
+                    &[&client_name, &event_name, &version, text, &queryable],
+                )
                 .await?;
             if inserted.is_some() {
                 return Ok(Insert::Inserted);
@@ -595,7 +665,7 @@ impl SchemaStore for PostgresStore {
                 .iter()
                 .map(|row| {
                     Ok(VersionInfo {
-                        version: version_of("schemas", column("schemas", row, 0)?)?,
+                        version: version_of("schemas", column::<i32>("schemas", row, 0)?.into())?,
                         registered_at: column("schemas", row, 1)?,
                     })
                 })
@@ -628,7 +698,7 @@ impl SchemaStore for PostgresStore {
                     Ok(RegisteredEvent {
                         client: client.clone(),
                         event: EventName::parse(event).map_err(|e| corrupt("schemas", e))?,
-                        version: version_of("schemas", column("schemas", row, 1)?)?,
+                        version: version_of("schemas", column::<i32>("schemas", row, 1)?.into())?,
                     })
                 })
                 .collect();
