@@ -133,17 +133,6 @@ struct Stores {
 }
 
 impl Stores {
-    // INTERIM until the backends' rejection and idempotency adapters are merged.
-    #[allow(dead_code)]
-    fn interim(schemas: Arc<dyn SchemaStore>) -> Self {
-        let memory = Arc::new(MemorySchemaStore::new());
-        Self {
-            schemas,
-            rejections: memory.clone(),
-            idempotency: memory,
-        }
-    }
-
     fn of<T: SchemaStore + RejectionStore + IdempotencyStore + 'static>(store: Arc<T>) -> Self {
         Self {
             schemas: store.clone(),
@@ -288,7 +277,7 @@ async fn open_store(config: &Config) -> Result<Stores, AppError> {
         StoreConfig::Postgres(url) => feature_gated!("postgres", VAR, "PostgreSQL", [url], {
             crate::adapters::postgres::open(url)
                 .await
-                .map(|store| Stores::interim(Arc::new(store)))
+                .map(|store| Stores::of(Arc::new(store.with_rejections_ttl(config.rejections_ttl))))
                 .map_err(open_failed(VAR))
         }),
         StoreConfig::DynamoDb { table } => feature_gated!("aws", VAR, "DynamoDB", [table], {

@@ -72,17 +72,17 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 4,
         name: "schemas_without_jsonb_for_u0000",
-        sql: include_str!("migrations/0004_schemas_without_jsonb_for_u0000.sql"),
+        sql: include_str!("../../../migrations/postgres/0004_schemas_without_jsonb_for_u0000.sql"),
     },
     Migration {
         version: 5,
         name: "create_rejections",
-        sql: include_str!("migrations/0005_create_rejections.sql"),
+        sql: include_str!("../../../migrations/postgres/0005_create_rejections.sql"),
     },
     Migration {
         version: 6,
         name: "create_idempotency_keys",
-        sql: include_str!("migrations/0006_create_idempotency_keys.sql"),
+        sql: include_str!("../../../migrations/postgres/0006_create_idempotency_keys.sql"),
     },
 ];
 
