@@ -11,8 +11,12 @@ pub mod api;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod contract;
+pub mod fault_proxy;
+pub mod idempotency;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "kafka")]
+pub mod kafka_faults;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
