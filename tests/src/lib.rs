@@ -11,9 +11,13 @@ pub mod api;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod contract;
+pub mod fault_proxy;
+pub mod idempotency;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod lifecycle;
+#[cfg(feature = "kafka")]
+pub mod kafka_faults;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 

@@ -8,8 +8,17 @@
 //! One idempotent producer (`acks=all`, `enable.idempotence=true`) serves the whole process;
 //! librdkafka batches what is enqueued together and retries transient failures itself until
 //! `message.timeout.ms`. [`EventStream::publish`] returns only after the delivery report, so a
-//! `200` means every in-sync replica has the record; a broker that does not acknowledge within
-//! [`KafkaOptions::delivery_timeout`] yields [`StreamError::Unavailable`] (`503`).
+//! `200` means every in-sync replica has the record.
+//!
+//! A failed delivery is told apart by what librdkafka knows of the record: its persistence
+//! status (`rd_kafka_message_status`), read in the delivery report. Never enqueued (the local
+//! queue still full at the deadline), never transmitted (the broker down or unreachable until
+//! `message.timeout.ms`), or refused by the broker as not written (`NOT_PERSISTED`) →
+//! [`StreamError::Unavailable`] (`503 service_unavailable`). Transmitted without an
+//! acknowledgement (`POSSIBLY_PERSISTED`: `message.timeout.ms` expired with the produce request
+//! in flight, a connection lost after it was sent) → [`StreamError::Unconfirmed`]
+//! (`503 publish_unconfirmed`). So is a record whose report the request's deadline did not
+//! wait for: once enqueued, librdkafka keeps it and may still deliver it.
 //!
 //! Topics get one partition by default, so a pair's events are read in acceptance order, as
 //! on every other stream; with more partitions, order holds per partition (the key is the
@@ -25,21 +34,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::bindings::rd_kafka_msg_status_t;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::util::Timeout;
+use tokio::sync::oneshot;
 
 use crate::domain::{ClientId, EventName};
 use crate::envelope::{CloudEvent, Envelope};
 use crate::error::cause;
 use crate::ports::{EventSource, EventStream, StartAt, StreamError, Subscription};
-use crate::retry::{AttemptTimedOut, Deadline};
+use crate::retry::Deadline;
 
+/// How long a send waits before it tries again to enqueue into a full local queue.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a subscription waits for the first record of a batch.
 const POLL_WAIT: Duration = Duration::from_millis(500);
 /// Most records one [`Subscription::next_batch`] returns.
@@ -49,7 +61,8 @@ const POLL_LIMIT: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct KafkaOptions {
     /// How long a record may wait for its acknowledgement (librdkafka `message.timeout.ms`,
-    /// retries included) before the publish fails as unavailable.
+    /// retries included) before the publish fails: unavailable if it was never sent,
+    /// unconfirmed if it was.
     pub delivery_timeout: Duration,
     /// Deadline of admin and metadata requests (topic creation, partition lookup).
     pub request_timeout: Duration,
@@ -82,6 +95,83 @@ pub fn topic_name(client: &ClientId, event: &EventName) -> String {
 #[derive(Debug, thiserror::Error)]
 #[error("Kafka did not answer within {0:?}")]
 struct TimedOut(Duration);
+
+/// The request's deadline came before the delivery report of an enqueued record.
+#[derive(Debug, thiserror::Error)]
+#[error("no delivery report within the request's deadline; librdkafka still holds the record")]
+struct ReportNotAwaited;
+
+/// The delivery report of an enqueued record never came (the producer went away).
+#[derive(Debug, thiserror::Error)]
+#[error("the delivery report of an enqueued record was lost")]
+struct ReportLost;
+
+/// A delivery that failed, with what librdkafka knows of the record.
+#[derive(Debug, thiserror::Error)]
+#[error("Kafka did not acknowledge the record ({status})")]
+struct NotDelivered {
+    #[source]
+    error: KafkaError,
+    status: Persistence,
+}
+
+/// Whether a record that failed may be in the topic log (librdkafka's
+/// `rd_kafka_msg_status_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Persistence {
+    /// "Never transmitted to the broker, or failed with an error indicating it was not
+    /// written to the log."
+    NotPersisted,
+    /// "Transmitted to broker, but no acknowledgement was received" (and, in a failed report,
+    /// any other status: not known to be absent).
+    PossiblyPersisted,
+}
+
+impl std::fmt::Display for Persistence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Persistence::NotPersisted => "not persisted",
+            Persistence::PossiblyPersisted => "possibly persisted",
+        })
+    }
+}
+
+/// What the delivery callback hands to the send waiting for it.
+type Report = Result<(), (KafkaError, Persistence)>;
+
+/// The producer's context: passes each delivery report, with the record's persistence
+/// status, to the send that waits for it. (rdkafka's `FutureProducer` reports only the error,
+/// which does not tell a record never sent from one sent and not acknowledged: both fail
+/// with `MessageTimedOut` once `message.timeout.ms` passes.)
+struct Reporter;
+
+impl ClientContext for Reporter {}
+
+impl ProducerContext for Reporter {
+    type DeliveryOpaque = Box<oneshot::Sender<Report>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, reply: Self::DeliveryOpaque) {
+        let report = match result {
+            Ok(_) => Ok(()),
+            Err((error, message)) => Err((error.clone(), persistence(message))),
+        };
+        // A send that stopped waiting (its deadline passed) no longer needs the report.
+        let _ = reply.send(report);
+    }
+}
+
+/// librdkafka's persistence status of a record in its delivery report.
+fn persistence(message: &BorrowedMessage<'_>) -> Persistence {
+    // SAFETY: `message` is the report's rd_kafka_message_t, valid for the whole callback;
+    // rd_kafka_message_status only reads it.
+    let status = unsafe { rdkafka::bindings::rd_kafka_message_status(message.ptr()) };
+    match status {
+        rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_NOT_PERSISTED => Persistence::NotPersisted,
+        _ => Persistence::PossiblyPersisted,
+    }
+}
+
+type KafkaProducer = Arc<ThreadedProducer<Reporter>>;
 
 /// Creating the topic failed for a reason other than it already existing.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +221,7 @@ pub struct KafkaStream {
     brokers: String,
     /// The producer and its generation. librdkafka asks for a producer that hit a fatal
     /// error (e.g. fenced after an epoch bump) to be replaced: it never produces again.
-    producer: RwLock<(u64, FutureProducer)>,
+    producer: RwLock<(u64, KafkaProducer)>,
     producer_config: ClientConfig,
     admin: AdminClient<DefaultClientContext>,
     options: KafkaOptions,
@@ -168,7 +258,7 @@ impl KafkaStream {
             // Concurrent sends still share produce requests (whatever queued while one was in
             // flight); a longer linger only delayed each ack (BENCHMARKS.md: 5 ms vs 1 ms).
             .set("linger.ms", "1");
-        let producer: FutureProducer = producer_config.create()?;
+        let producer = create_producer(&producer_config)?;
         let admin = base_config(brokers).create()?;
         Ok(Self {
             brokers: brokers.to_owned(),
@@ -179,7 +269,7 @@ impl KafkaStream {
         })
     }
 
-    fn producer(&self) -> (u64, FutureProducer) {
+    fn producer(&self) -> (u64, KafkaProducer) {
         self.producer
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -189,7 +279,7 @@ impl KafkaStream {
     /// Replaces producer `generation` if it can no longer produce: it hit a fatal error, or
     /// the broker fenced its producer id (as some brokers do after the epoch bump that
     /// follows a delivery timeout). Once, however many sends saw it.
-    fn replace_if_fatal(&self, generation: u64, producer: &FutureProducer, error: &KafkaError) {
+    fn replace_if_fatal(&self, generation: u64, producer: &KafkaProducer, error: &KafkaError) {
         let reason = match (producer.client().fatal_error(), error.rdkafka_error_code()) {
             (Some((_, reason)), _) => reason,
             (
@@ -207,7 +297,7 @@ impl KafkaStream {
         if current.0 != generation {
             return;
         }
-        match self.producer_config.create() {
+        match create_producer(&self.producer_config) {
             Ok(fresh) => {
                 tracing::warn!(%reason, "Kafka producer can no longer produce; replaced it");
                 *current = (generation + 1, fresh);
@@ -229,35 +319,82 @@ impl KafkaStream {
                 })
             },
         );
-        let record = FutureRecord::to(&topic)
+        let (reply, report) = oneshot::channel();
+        let mut record = BaseRecord::with_opaque_to(&topic, Box::new(reply))
             .payload(payload)
             .key(key)
             .headers(headers);
         let (generation, producer) = self.producer();
-        // Waiting for room in a full local queue counts against the same deadline. librdkafka
-        // bounds the delivery itself (`message.timeout.ms`); the request's deadline bounds
-        // the wait in case it is the shorter of the two.
-        let remaining = deadline.remaining();
-        let sent = producer.send(record, Timeout::After(remaining));
-        let Ok(delivered) = tokio::time::timeout(remaining, sent).await else {
-            return Err(StreamError::Unavailable(cause(AttemptTimedOut(remaining))));
+        // Waiting for room in a full local queue counts against the request's deadline.
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
+                    if deadline.remaining() > QUEUE_FULL_BACKOFF =>
+                {
+                    record = returned;
+                    tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+                }
+                // Not enqueued (queue still full at the deadline, unknown topic, a fatal
+                // producer): librdkafka never had the record, so nothing was sent.
+                Err((error, _)) => {
+                    return Err(self.not_enqueued(generation, &producer, error, payload.len()));
+                }
+            }
+        }
+        // Enqueued. librdkafka bounds the delivery itself (`message.timeout.ms`); the
+        // request's deadline bounds the wait in case it is the shorter of the two.
+        let report = match tokio::time::timeout(deadline.remaining(), report).await {
+            Ok(Ok(report)) => report,
+            // librdkafka still holds the record and may deliver it after we stopped waiting.
+            Err(_) => return Err(StreamError::Unconfirmed(cause(ReportNotAwaited))),
+            Ok(Err(_)) => return Err(StreamError::Unconfirmed(cause(ReportLost))),
         };
-        match delivered {
-            Ok(_delivery) => Ok(()),
+        match report {
+            Ok(()) => Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
-                // Refused by the producer's or the broker's `message.max.bytes`: final.
+                // Refused by the broker's `message.max.bytes`: final.
                 Err(StreamError::TooLarge {
                     size: payload.len(),
                     max: MAX_MESSAGE_BYTES,
                 })
             }
-            Err((error, _record)) => {
-                tracing::warn!(%error, %topic, id = key, "Kafka did not acknowledge an event");
+            Err((error, status)) => {
+                tracing::warn!(%error, %status, %topic, id = key, "Kafka did not acknowledge an event");
                 self.replace_if_fatal(generation, &producer, &error);
-                Err(unavailable(error))
+                let failure = cause(NotDelivered { error, status });
+                Err(match status {
+                    Persistence::NotPersisted => StreamError::Unavailable(failure),
+                    Persistence::PossiblyPersisted => StreamError::Unconfirmed(failure),
+                })
             }
         }
     }
+
+    /// The failure of a record librdkafka refused to enqueue.
+    fn not_enqueued(
+        &self,
+        generation: u64,
+        producer: &KafkaProducer,
+        error: KafkaError,
+        size: usize,
+    ) -> StreamError {
+        if error == KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge) {
+            // Larger than the producer's `message.max.bytes`: final.
+            return StreamError::TooLarge {
+                size,
+                max: MAX_MESSAGE_BYTES,
+            };
+        }
+        tracing::warn!(%error, "Kafka did not take an event");
+        self.replace_if_fatal(generation, producer, &error);
+        unavailable(error)
+    }
+}
+
+/// The process's producer, from its configuration.
+fn create_producer(config: &ClientConfig) -> Result<KafkaProducer, KafkaError> {
+    Ok(Arc::new(config.create_with_context(Reporter)?))
 }
 
 #[async_trait]

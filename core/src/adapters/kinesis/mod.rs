@@ -4,13 +4,17 @@
 //! One stream carries every pair. Each record's data is the CloudEvents structured JSON of
 //! API.md and its partition key the event id, so load spreads over every shard. An event is
 //! acknowledged only with a sequence number in hand. Throttling and server errors are retried
-//! by the one retry policy (`retry`) until the request's deadline; after it,
-//! `StreamError::Unavailable` → 503. A retry after a lost response can store a record twice:
-//! consumers deduplicate by `id`.
+//! by the one retry policy (`retry`) until the request's deadline. What the failure is then
+//! called depends on whether any attempt for the record may have reached Kinesis
+//! (`may_have_stored`): if none can have (every attempt refused, or never sent),
+//! `StreamError::Unavailable` → 503 `service_unavailable`; if one may have (sent, and its answer
+//! lost or cut off), `StreamError::Unconfirmed` → 503 `publish_unconfirmed`. A retry after a
+//! lost response can store a record twice: consumers deduplicate by `id`.
 
 mod publish;
 mod source;
 
+use std::error::Error;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +22,8 @@ use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::client::Waiters;
+use aws_sdk_kinesis::config::http::HttpResponse;
+use aws_sdk_kinesis::error::SdkError;
 use aws_sdk_kinesis::operation::create_stream::CreateStreamError;
 use aws_sdk_kinesis::types::{StreamMode, StreamModeDetails};
 
@@ -34,6 +40,71 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> StreamError {
     StreamError::Unavailable(cause(error))
+}
+
+/// Whether a failed call may have stored its record(s), from what the SDK says of how far the
+/// request got (aws-smithy-runtime-api's `SdkError` documents each variant):
+///
+/// - `ConstructionFailure`: "It was not dispatched over the network." Not stored.
+/// - `TimeoutError`: "The request MAY have been sent and received." Maybe stored.
+/// - `DispatchFailure`: "An HTTP response was not received. The request MAY have been sent."
+///   Maybe stored, unless the failure shows the request never left: see [`never_sent`].
+/// - `ResponseError`: a response came but could not be read (the server hung up mid-answer):
+///   Kinesis had the request, so maybe stored.
+/// - `ServiceError`: Kinesis answered. A 4xx (throttling, validation, access) is a refusal:
+///   nothing was stored. A 5xx is an unknown failure inside the service, or a gateway in
+///   front of it that lost the backend's answer (502/504): maybe stored.
+fn may_have_stored<E>(error: &SdkError<E, HttpResponse>) -> bool {
+    match error {
+        SdkError::ConstructionFailure(_) => false,
+        SdkError::DispatchFailure(failure) => {
+            !(failure.is_user() || failure.as_connector_error().is_some_and(never_sent))
+        }
+        SdkError::ServiceError(_) => error
+            .raw_response()
+            .is_none_or(|response| response.status().is_server_error()),
+        // TimeoutError, ResponseError, and whatever a later SDK adds: unknown is ambiguous.
+        _ => true,
+    }
+}
+
+/// Whether a connector failure happened before any byte of the request was written: the
+/// connection could not be made (refused, unreachable, DNS, TLS, the connect timeout), or
+/// hyper handed the request back unsent. A connection that failed after it was made (reset,
+/// closed before the answer, read timeout) may have carried the whole request, so it is not
+/// one of these.
+///
+/// The SDK's own kinds do not tell: `ConnectorError::is_io` covers "connection refused" and
+/// "reset after the request was written" alike, and `is_timeout` any phase. So this reads
+/// the source chain: an `io::Error` of a kind only `connect(2)` returns; or hyper-util's
+/// client error of kind `Connect` or `Canceled` (a request handed back unsent), which this
+/// crate cannot name (hyper-util is not a direct dependency) and recognizes by its display,
+/// `client error (Connect)` / `client error (Canceled)`. Should that text change, such
+/// failures count as maybe stored: the safe side (a 503 that says "maybe published" when
+/// nothing was).
+fn never_sent(error: &aws_sdk_kinesis::error::ConnectorError) -> bool {
+    use std::io::ErrorKind;
+    let mut next: Option<&(dyn Error + 'static)> = Some(error);
+    while let Some(error) = next {
+        let connect_only = error.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+                    | ErrorKind::AddrNotAvailable
+            )
+        });
+        if connect_only {
+            return true;
+        }
+        let text = error.to_string();
+        if text == "client error (Connect)" || text == "client error (Canceled)" {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 /// The stream named `stream`, with a client built from the process-wide SDK configuration.

@@ -1,15 +1,23 @@
 //! Publishing to Kinesis: PutRecord for one event, PutRecords for a batch, both retried by
 //! the one retry policy within the request's deadline.
+//!
+//! Each record remembers whether any of its attempts may have stored it (`may_have_stored`,
+//! or an attempt cut off in flight). Its final failure is `StreamError::Unconfirmed` if one
+//! did, even when the last attempt was a clean refusal, and `StreamError::Unavailable` only
+//! when none can have.
+
+use std::time::Duration;
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use tokio::time::Instant;
 
-use super::{KinesisEventStream, unavailable};
+use super::{KinesisEventStream, may_have_stored, unavailable};
 use crate::adapters::aws;
 use crate::envelope::Envelope;
 use crate::error::{Cause, ErrorChain, cause};
 use crate::ports::StreamError;
-use crate::retry::{Deadline, LastAttempt, Retry, RetryError, retry};
+use crate::retry::{Deadline, LastAttempt, Retry, RetryError};
 
 /// Kinesis accepts at most this many records per PutRecords call ...
 pub const MAX_BATCH_RECORDS: usize = 500;
@@ -17,6 +25,9 @@ pub const MAX_BATCH_RECORDS: usize = 500;
 pub const MAX_BATCH_BYTES: usize = 5 * 1024 * 1024;
 /// Kinesis' limit for one record: data plus partition key.
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// The least time before the deadline worth another attempt: about one Kinesis round trip.
+const MIN_ATTEMPT: Duration = Duration::from_millis(50);
 
 /// PutRecords refused one record (its per-record `ErrorCode`).
 #[derive(Debug, thiserror::Error)]
@@ -62,20 +73,41 @@ impl KinesisEventStream {
         let partition_key = event.id.to_string();
         check_record_size(data.as_ref().len() + partition_key.len())?;
         // The output's sequence number is a required member: an `Ok` carries one.
-        let (data, partition_key) = (&data, &partition_key);
-        retry(self.retry, deadline, move || async move {
-            self.client
+        let mut retry = Retry::new(self.retry, deadline);
+        let mut reached = false;
+        loop {
+            let call = self
+                .client
                 .put_record()
                 .stream_name(&self.stream)
-                .partition_key(partition_key)
+                .partition_key(&partition_key)
                 .data(data.clone())
-                .send()
-                .await
-                .map_err(aws::failure)
-        })
-        .await
-        .map(|_| ())
-        .map_err(unavailable)
+                .send();
+            let started = Instant::now();
+            let (last, last_stored) = match retry.attempt(call).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(error)) => {
+                    let stored = may_have_stored(&error);
+                    if !aws::is_transient(&error) {
+                        let error = cause(RetryError::Permanent(error));
+                        return Err(final_failure(reached, stored, error));
+                    }
+                    (LastAttempt::Failed(error), stored)
+                }
+                // Cut off at the attempt timeout or the deadline: the request may have been
+                // sent, and Kinesis may store it after we stopped listening.
+                Err(timed_out) => (LastAttempt::TimedOut(timed_out), true),
+            };
+            reached |= last_stored;
+            tracing::warn!(error = %ErrorChain(&last), attempt = retry.attempts(), "PutRecord: transient failure");
+            if !another_attempt(&mut retry, deadline, !reached, started.elapsed()).await {
+                let error = RetryError::Exhausted {
+                    attempts: retry.attempts(),
+                    last,
+                };
+                return Err(final_failure(reached, last_stored, cause(error)));
+            }
+        }
     }
 
     pub(super) async fn put_records(
@@ -123,75 +155,132 @@ impl KinesisEventStream {
             .collect()
     }
 
-    /// Sends `pending` (index into the batch, entry) with PutRecords until each is
-    /// acknowledged, refused for good, or the deadline passes; only the entries that failed
+    /// Sends `chunk` (index into the batch, entry) with PutRecords until each record is
+    /// acknowledged, refused for good, or the deadline passes; only the records that failed
     /// transiently are resent, never accepted ones. Settles every index it is given.
     async fn put_chunk(
         &self,
-        mut pending: Vec<(usize, PutRecordsRequestEntry)>,
+        chunk: Vec<(usize, PutRecordsRequestEntry)>,
         deadline: Deadline,
         results: &mut [Option<Result<(), StreamError>>],
     ) {
+        let mut pending: Vec<Pending> = chunk
+            .into_iter()
+            .map(|(index, entry)| Pending {
+                index,
+                entry,
+                reached: false,
+            })
+            .collect();
         let mut retry = Retry::new(self.retry, deadline);
         loop {
             let call = self
                 .client
                 .put_records()
                 .stream_name(&self.stream)
-                .set_records(Some(pending.iter().map(|(_, e)| e.clone()).collect()))
+                .set_records(Some(pending.iter().map(|p| p.entry.clone()).collect()))
                 .send();
-            let last: LastAttempt<ChunkFailure> = match retry.attempt(call).await {
+            // The last failure, and whether that attempt may have stored the records still
+            // pending after it.
+            let started = Instant::now();
+            let (last, last_stored): (LastAttempt<ChunkFailure>, bool) = match retry
+                .attempt(call)
+                .await
+            {
                 Ok(Ok(output)) if output.records().len() == pending.len() => {
                     let mut failed = Vec::new();
                     let mut last = None;
-                    for ((index, entry), record) in pending.into_iter().zip(output.records()) {
-                        match record.error_code() {
+                    for (record, result) in pending.into_iter().zip(output.records()) {
+                        match result.error_code() {
                             // No error code: accepted, with its sequence number.
-                            None => results[index] = Some(Ok(())),
+                            None => results[record.index] = Some(Ok(())),
+                            // Kinesis documents a record with an error code
+                            // (ProvisionedThroughputExceededException, InternalFailure)
+                            // as not added to the stream: this attempt did not store it.
                             Some(code) => {
                                 let refused = cause(RecordRefused {
                                     code: code.to_owned(),
-                                    message: record.error_message().unwrap_or_default().to_owned(),
+                                    message: result.error_message().unwrap_or_default().to_owned(),
                                 });
                                 if aws::is_transient_code(code) {
-                                    failed.push((index, entry));
+                                    failed.push(record);
                                     last = Some(refused);
                                 } else {
-                                    results[index] = Some(Err(StreamError::Unavailable(refused)));
+                                    results[record.index] =
+                                        Some(Err(final_failure(record.reached, false, refused)));
                                 }
                             }
                         }
                     }
                     pending = failed;
                     match last {
-                        Some(last) => LastAttempt::Failed(ChunkFailure(last)),
+                        Some(last) => (LastAttempt::Failed(ChunkFailure(last)), false),
                         None => return,
                     }
                 }
-                Ok(Ok(output)) => LastAttempt::Failed(ChunkFailure(cause(MismatchedResults {
-                    sent: pending.len(),
-                    got: output.records().len(),
-                }))),
-                Ok(Err(error)) if aws::is_transient(&error) => {
-                    LastAttempt::Failed(ChunkFailure(cause(error)))
+                // An answer that is not one result per record: which records Kinesis
+                // stored is unknown.
+                Ok(Ok(output)) => {
+                    let mismatch = MismatchedResults {
+                        sent: pending.len(),
+                        got: output.records().len(),
+                    };
+                    (LastAttempt::Failed(ChunkFailure(cause(mismatch))), true)
                 }
                 Ok(Err(error)) => {
-                    settle(&pending, results, StreamError::Unavailable(cause(error)));
-                    return;
+                    let stored = may_have_stored(&error);
+                    if !aws::is_transient(&error) {
+                        settle(pending, results, cause(error), stored);
+                        return;
+                    }
+                    (LastAttempt::Failed(ChunkFailure(cause(error))), stored)
                 }
-                Err(timed_out) => LastAttempt::TimedOut(timed_out),
+                // Cut off at the attempt timeout or the deadline: the call may have been
+                // sent, and Kinesis may store its records after we stopped listening.
+                Err(timed_out) => (LastAttempt::TimedOut(timed_out), true),
             };
+            for record in &mut pending {
+                record.reached |= last_stored;
+            }
             tracing::warn!(error = %ErrorChain(&last), attempt = retry.attempts(), records = pending.len(), "PutRecords: retrying the failed records");
-            if !retry.backoff().await {
-                let error = unavailable(RetryError::Exhausted {
+            let clean = pending.iter().any(|record| !record.reached);
+            if !another_attempt(&mut retry, deadline, clean, started.elapsed()).await {
+                let error = RetryError::Exhausted {
                     attempts: retry.attempts(),
                     last,
-                });
-                settle(&pending, results, error);
+                };
+                settle(pending, results, cause(error), last_stored);
                 return;
             }
         }
     }
+}
+
+/// After a failed attempt (which took `last_took`), backs off and says whether to make
+/// another before the deadline. While the outcome is `clean` (no attempt so far may have
+/// stored a record), not unless the deadline leaves at least as long as the last attempt took
+/// (and [`MIN_ATTEMPT`]): one cut off in flight would turn "nothing stored" into "unknown".
+/// Once an attempt may have stored a record, the answer is unconfirmed already and another
+/// attempt can only make it an acknowledgement: any time left is worth trying.
+async fn another_attempt(
+    retry: &mut Retry,
+    deadline: Deadline,
+    clean: bool,
+    last_took: Duration,
+) -> bool {
+    if !retry.backoff().await {
+        return false;
+    }
+    !clean || deadline.remaining() >= MIN_ATTEMPT.max(last_took)
+}
+
+/// A record of a PutRecords chunk, not settled yet.
+struct Pending {
+    /// Its index in the batch.
+    index: usize,
+    entry: PutRecordsRequestEntry,
+    /// Whether one of its attempts so far may have stored it.
+    reached: bool,
 }
 
 /// The last transient failure of a PutRecords call (the call's or one record's).
@@ -204,12 +293,33 @@ struct ChunkFailure(Cause);
 #[error("the record was not sent")]
 struct Unsettled;
 
+/// The last failure of a record that an earlier attempt may have stored.
+#[derive(Debug, thiserror::Error)]
+#[error("an earlier attempt may have stored the record; the last attempt failed")]
+struct EarlierAttemptUnconfirmed(#[source] Cause);
+
+/// A record's failure, once no attempt is left: `Unconfirmed` if any attempt (`reached`, or
+/// the last one, `last_stored`) may have stored it, else `Unavailable`.
+fn final_failure(reached: bool, last_stored: bool, error: Cause) -> StreamError {
+    match (reached, last_stored) {
+        (_, true) => StreamError::Unconfirmed(error),
+        (true, false) => StreamError::Unconfirmed(cause(EarlierAttemptUnconfirmed(error))),
+        (false, false) => StreamError::Unavailable(error),
+    }
+}
+
+/// Fails every record still pending with `error`, each as [`final_failure`] says.
 fn settle(
-    pending: &[(usize, PutRecordsRequestEntry)],
+    pending: Vec<Pending>,
     results: &mut [Option<Result<(), StreamError>>],
-    error: StreamError,
+    error: Cause,
+    last_stored: bool,
 ) {
-    for (index, _) in pending {
-        results[*index] = Some(Err(error.clone()));
+    for record in pending {
+        results[record.index] = Some(Err(final_failure(
+            record.reached,
+            last_stored,
+            error.clone(),
+        )));
     }
 }

@@ -1,6 +1,7 @@
 //! The serverless shape on moto_server: every function's `events/` payloads through the
 //! Lambda request path, the whole API end to end on DynamoDB + Kinesis, Kinesis retries, and
-//! rejections and idempotency keys in the DynamoDB table.
+//! rejections and idempotency keys in the DynamoDB table, and which Kinesis failures are
+//! unconfirmed rather than unavailable.
 
 mod contract;
 mod e2e;
@@ -8,6 +9,7 @@ mod functions;
 mod idempotency;
 mod rejections;
 mod retries;
+mod unconfirmed;
 mod upgrade;
 
 /// Rejections and idempotency keys through the router on DynamoDB, events on Kinesis.

@@ -4,6 +4,7 @@ mod contract;
 mod gateway;
 mod idempotency;
 mod rejections;
+mod unconfirmed;
 
 /// Rejections and idempotency keys through the router, on one SQLite file holding the
 /// schemas, the rejections, the keys and the event log.
