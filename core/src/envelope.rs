@@ -1,11 +1,12 @@
 //! The CloudEvents 1.0 envelope of a published event, built once here and used by every
 //! stream adapter (structured JSON for Kinesis and the embedded log, binary-mode headers for Kafka).
+//! The [`CloudEvent`] type is `event_processor_envelope`'s, re-exported: consumers decode the
+//! stream with the same type, without depending on this crate.
 //!
 //! An accepted event's data is serialized exactly once, when its envelope is built: every
 //! adapter then writes those bytes (Kafka's record value, SQLite's `data` column, the `data`
 //! member of Kinesis' structured document) instead of serializing the event again.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
@@ -13,43 +14,9 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::domain::{ClientId, EventId, EventName, SchemaVersion};
 
-pub const SPEC_VERSION: &str = "1.0";
-pub const DATA_CONTENT_TYPE: &str = "application/json";
-
-/// A CloudEvents 1.0 event in structured mode, exactly as API.md publishes it. `D` is the
-/// data: already serialized JSON on the way out ([`Envelope`]), a [`Value`] when read back.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CloudEvent<D = Value> {
-    pub specversion: String,
-    pub id: String,
-    /// `/{client}`
-    pub source: String,
-    /// `{event}`
-    #[serde(rename = "type")]
-    pub event_type: String,
-    /// RFC 3339, UTC.
-    pub time: String,
-    /// `/{client}/{event}/schema?version=N`
-    pub dataschema: String,
-    pub datacontenttype: String,
-    pub data: D,
-}
-
-impl CloudEvent<Box<RawValue>> {
-    /// The same event with its data parsed, as a reader of the stream gets it.
-    pub fn parsed(&self) -> Result<CloudEvent, serde_json::Error> {
-        Ok(CloudEvent {
-            specversion: self.specversion.clone(),
-            id: self.id.clone(),
-            source: self.source.clone(),
-            event_type: self.event_type.clone(),
-            time: self.time.clone(),
-            dataschema: self.dataschema.clone(),
-            datacontenttype: self.datacontenttype.clone(),
-            data: serde_json::from_str(self.data.get())?,
-        })
-    }
-}
+// The envelope type itself lives in its own crate, shared with the stream's consumers
+// (examples/kinesis-consumer): the one definition of the attributes' names on the wire.
+pub use event_processor_envelope::{CloudEvent, DATA_CONTENT_TYPE, SPEC_VERSION};
 
 /// Why an envelope could not be built or encoded. Neither can happen for the JSON values the
 /// HTTP layer parses; the error exists so that an impossible case is reported, not panicked on.

@@ -3,6 +3,7 @@
 //! rejections and idempotency keys in the DynamoDB table, and which Kinesis failures are
 //! unconfirmed rather than unavailable.
 
+mod consumer;
 mod contract;
 mod e2e;
 mod functions;
