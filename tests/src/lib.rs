@@ -15,9 +15,9 @@ pub mod fault_proxy;
 pub mod idempotency;
 #[cfg(feature = "kafka")]
 pub mod kafka;
-pub mod lifecycle;
 #[cfg(feature = "kafka")]
 pub mod kafka_faults;
+pub mod lifecycle;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 

@@ -339,9 +339,12 @@ mod tests {
         }
     }
 
-    /// The counters `run` recorded, by name and labels, with a recorder of its own (this
-    /// thread only: tests running in parallel do not mix in).
-    fn counted(run: impl AsyncFnOnce()) -> Vec<(String, Vec<(String, String)>, u64)> {
+    /// A counter as recorded: name, labels, value.
+    type Counted = (String, Vec<(String, String)>, u64);
+
+    /// The counters `run` recorded, with a recorder of its own (this thread only: tests
+    /// running in parallel do not mix in).
+    fn counted(run: impl AsyncFnOnce()) -> Vec<Counted> {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         ::metrics::with_local_recorder(&recorder, || {
@@ -369,11 +372,7 @@ mod tests {
             .collect()
     }
 
-    fn total(
-        counters: &[(String, Vec<(String, String)>, u64)],
-        name: &str,
-        reason: Option<&str>,
-    ) -> u64 {
+    fn total(counters: &[Counted], name: &str, reason: Option<&str>) -> u64 {
         counters
             .iter()
             .filter(|(n, labels, _)| {
