@@ -230,14 +230,18 @@ impl fmt::Display for IdempotencyKey {
     }
 }
 
-/// What makes two requests with one idempotency key "the same request": SHA-256 of the body
-/// bytes and the `version` asked for.
+/// What makes two requests with one idempotency key "the same request": SHA-256 of the route,
+/// the body bytes and the `version` asked for (`send_event` and `send_events` share a pair's
+/// keys: the same body sent to the other route is another request).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint([u8; 32]);
 
 impl Fingerprint {
-    pub fn of(body: &[u8], version: Option<SchemaVersion>) -> Self {
+    pub fn of(route: &str, body: &[u8], version: Option<SchemaVersion>) -> Self {
         let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        // Length-prefixed, so that no route and body can pose as another pair of them.
+        context.update(&(route.len() as u64).to_be_bytes());
+        context.update(route.as_bytes());
         // The version first, length-prefixed by construction (4 bytes or a marker), so that no
         // body can collide with another version's.
         match version {
@@ -364,10 +368,11 @@ mod tests {
     #[test]
     fn a_fingerprint_tells_bodies_and_versions_apart_and_round_trips_as_hex() {
         let v1 = SchemaVersion::FIRST;
-        let a = Fingerprint::of(b"{}", None);
-        assert_eq!(a, Fingerprint::of(b"{}", None));
-        assert_ne!(a, Fingerprint::of(b"{} ", None));
-        assert_ne!(a, Fingerprint::of(b"{}", Some(v1)));
+        let a = Fingerprint::of("r", b"{}", None);
+        assert_eq!(a, Fingerprint::of("r", b"{}", None));
+        assert_ne!(a, Fingerprint::of("r", b"{} ", None));
+        assert_ne!(a, Fingerprint::of("r", b"{}", Some(v1)));
+        assert_ne!(a, Fingerprint::of("s", b"{}", None));
         assert_eq!(Fingerprint::from_hex(&a.to_hex()), Some(a));
         assert_eq!(Fingerprint::from_hex("zz"), None);
     }

@@ -706,7 +706,7 @@ pub mod idempotency {
         store: Arc<dyn IdempotencyStore>,
     ) {
         let (client, event) = (unique_client(), event_name("Fruits"));
-        let print = Fingerprint::of(b"{}", None);
+        let print = Fingerprint::of("send_event", b"{}", None);
         let ids = [EventId::new()];
 
         let first = store
@@ -732,7 +732,7 @@ pub mod idempotency {
 
     pub async fn a_completed_key_gives_its_answer_byte_for_byte(store: Arc<dyn IdempotencyStore>) {
         let (client, event) = (unique_client(), event_name("Fruits"));
-        let print = Fingerprint::of(b"[1,2]", None);
+        let print = Fingerprint::of("send_event", b"[1,2]", None);
         store
             .begin(
                 &client,
@@ -768,8 +768,8 @@ pub mod idempotency {
 
     pub async fn another_fingerprint_is_a_reused_key(store: Arc<dyn IdempotencyStore>) {
         let (client, event) = (unique_client(), event_name("Fruits"));
-        let print = Fingerprint::of(b"{}", None);
-        let other = Fingerprint::of(b"{}", Some(SchemaVersion::FIRST));
+        let print = Fingerprint::of("send_event", b"{}", None);
+        let other = Fingerprint::of("send_event", b"{}", Some(SchemaVersion::FIRST));
         store
             .begin(&client, &event, &key("k"), print, &[], lease(), deadline())
             .await
@@ -795,7 +795,7 @@ pub mod idempotency {
         store: Arc<dyn IdempotencyStore>,
     ) {
         let (client, event) = (unique_client(), event_name("Fruits"));
-        let print = Fingerprint::of(b"{}", None);
+        let print = Fingerprint::of("send_event", b"{}", None);
         let first_ids = vec![EventId::new(), EventId::new()];
         store
             .begin(
@@ -852,7 +852,7 @@ pub mod idempotency {
         store: Arc<dyn IdempotencyStore>,
     ) {
         let (client, event) = (unique_client(), event_name("Fruits"));
-        let print = Fingerprint::of(b"{}", None);
+        let print = Fingerprint::of("send_event", b"{}", None);
         let first_ids = vec![EventId::new()];
         let past = SystemTime::now() - Duration::from_secs(1);
         store
@@ -893,7 +893,7 @@ pub mod idempotency {
         store: Arc<dyn IdempotencyStore>,
     ) {
         let (client, event) = (unique_client(), event_name("Fruits"));
-        let print = Fingerprint::of(b"{}", None);
+        let print = Fingerprint::of("send_event", b"{}", None);
         let tasks: Vec<_> = (0..20)
             .map(|_| {
                 let (store, client, event) = (store.clone(), client.clone(), event.clone());
@@ -925,7 +925,7 @@ pub mod idempotency {
 
     pub async fn keys_are_scoped_to_their_pair(store: Arc<dyn IdempotencyStore>) {
         let (client, event) = (unique_client(), event_name("Fruits"));
-        let print = Fingerprint::of(b"{}", None);
+        let print = Fingerprint::of("send_event", b"{}", None);
         store
             .begin(&client, &event, &key("k"), print, &[], lease(), deadline())
             .await

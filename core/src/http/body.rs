@@ -64,7 +64,7 @@ pub(crate) fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
 /// without limit.
 pub const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
 /// Longest time spent draining a refused body.
-pub const DRAIN_TIME: Duration = Duration::from_secs(10);
+pub const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// Reads at most `limit` bytes: a declared Content-Length over the limit is refused before
 /// anything is kept, and a streamed body as soon as it passes the limit; either way the rest

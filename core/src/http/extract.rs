@@ -12,6 +12,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use bytes::Bytes;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tracing::Span;
 
 use super::AppState;
@@ -334,14 +335,15 @@ impl<S: Send + Sync> FromRequest<S> for ModeBody {
 /// Most events one batch may carry (one Kinesis `PutRecords` call).
 pub const MAX_BATCH_ITEMS: usize = 500;
 
-/// `send_events`' body: a JSON array of 1 to [`MAX_BATCH_ITEMS`] events, and the raw body (an
-/// idempotency key's fingerprint; what a rejection keeps when the body is not JSON). JSON
-/// only: the form encoding of the original clients carries one event. A body that is not
-/// JSON is left to the handler (it keeps it as a rejection); JSON of the wrong shape is a 400.
+/// `send_events`' body: a JSON array of 1 to [`MAX_BATCH_ITEMS`] events, each with where its
+/// text lies in the raw body (a rejected item keeps its text as received), and the raw body (an
+/// idempotency key's fingerprint; what a rejection keeps when the body is not JSON). JSON only:
+/// the form encoding of the original clients carries one event. A body that is not JSON is
+/// left to the handler (it keeps it as a rejection); JSON of the wrong shape is a 400.
 #[derive(Debug)]
 pub(crate) struct Batch {
     pub body: Bytes,
-    pub items: Result<Vec<Value>, ApiError>,
+    pub items: Result<Vec<(Value, std::ops::Range<usize>)>, ApiError>,
 }
 
 impl FromRequest<AppState> for Batch {
@@ -353,14 +355,29 @@ impl FromRequest<AppState> for Batch {
             return Err(ApiError::UnsupportedMediaType);
         }
         let body = body::read_limited(&parts.headers, body, state.limits.batch).await?;
-        let items = match body::parse_json(&body, "the batch") {
-            Ok(Value::Array(items)) if (1..=MAX_BATCH_ITEMS).contains(&items.len()) => Ok(items),
-            Ok(_) => {
-                return Err(ApiError::InvalidBatch {
-                    max: MAX_BATCH_ITEMS,
-                });
-            }
-            Err(error) => Err(error),
+        let not_a_batch = || ApiError::InvalidBatch {
+            max: MAX_BATCH_ITEMS,
+        };
+        let items = match serde_json::from_slice::<Vec<&RawValue>>(&body) {
+            Ok(raw) if (1..=MAX_BATCH_ITEMS).contains(&raw.len()) => Ok(raw
+                .into_iter()
+                .map(|item| {
+                    let text = item.get();
+                    // The item's place in the body: its text is a slice of it.
+                    let start = text.as_ptr() as usize - body.as_ptr() as usize;
+                    let value = body::parse_json(text.as_bytes(), "a batch item")?;
+                    Ok((value, start..start + text.len()))
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?),
+            Ok(_) => return Err(not_a_batch()),
+            // JSON, but not an array: the batch's shape is wrong. Not JSON: the handler keeps it.
+            Err(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+                Ok(_) => return Err(not_a_batch()),
+                Err(source) => Err(ApiError::InvalidJson {
+                    what: "the batch",
+                    source,
+                }),
+            },
         };
         Ok(Self { body, items })
     }

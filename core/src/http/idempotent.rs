@@ -27,9 +27,12 @@ const FINAL: [StatusCode; 4] = [
 ];
 
 /// Runs `send` (given the event ids to publish under, if the key decided them) once per key:
-/// without a key, just runs it.
+/// without a key, just runs it. `route` is the route's template: it is part of the request's
+/// fingerprint.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn once<F, Fut>(
     state: &AppState,
+    route: &str,
     to: &Submission<'_>,
     key: Option<IdempotencyKey>,
     body: &[u8],
@@ -43,7 +46,7 @@ where
     let Some(key) = key else {
         return send(None).await;
     };
-    let fingerprint = Fingerprint::of(body, to.version);
+    let fingerprint = Fingerprint::of(route, body, to.version);
     let claim = match state
         .processor
         .begin_idempotent(to.client, to.event, key, fingerprint, items, to.deadline)
@@ -57,7 +60,11 @@ where
     let response = send(Some(claim.event_ids.clone()))
         .await
         .unwrap_or_else(IntoResponse::into_response);
-    if !FINAL.contains(&response.status()) {
+    // A 207 with items to retry (503s, `Retry-After` set) is not final either: kept, it would
+    // answer every retry with the same 207, and the unconfirmed items could never be retried
+    // under their ids.
+    let retry_later = response.headers().contains_key(header::RETRY_AFTER);
+    if !FINAL.contains(&response.status()) || retry_later {
         state
             .processor
             .finish_idempotent(claim, None, to.deadline)

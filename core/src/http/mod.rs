@@ -28,12 +28,12 @@ use tower_http::trace::TraceLayer;
 use tracing::field;
 
 pub use auth::{Auth, AuthorizerClaims, Unauthenticated};
-pub use body::Limits;
+pub use body::{DRAIN_LIMIT, DRAIN_TIME, Limits};
 pub use error::{ApiError, RETRY_AFTER_SECS};
 pub use extract::{INVOCATION_MARGIN, InvocationDeadline, MAX_BATCH_ITEMS};
 pub use observe::LambdaRequestId;
 
-use crate::processor::{BatchVerdict, Processor, Registered, Submission};
+use crate::processor::{BatchVerdict, Item, Processor, Registered, Submission};
 use auth::{ToRead, ToRegister, ToSend};
 use extract::{
     Batch, Client, Document, EventDocument, IdempotencyHeader, ModeBody, Paging, Pair, RejectionId,
@@ -48,6 +48,10 @@ pub const REQUEST_BUDGET: Duration = Duration::from_secs(10);
 
 /// Renders the process's metrics in the Prometheus text format (`serve`'s `GET /metrics`).
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The send routes, whose templates are part of an idempotent request's fingerprint.
+const SEND_EVENT: &str = "/{client}/{event}/send_event";
+const SEND_EVENTS: &str = "/{client}/{event}/send_events";
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -112,8 +116,8 @@ impl Api {
                 "/{client}/{event}/check_compatibility",
                 post(check_compatibility),
             )
-            .route("/{client}/{event}/send_event", post(send_event))
-            .route("/{client}/{event}/send_events", post(send_events))
+            .route(SEND_EVENT, post(send_event))
+            .route(SEND_EVENTS, post(send_events))
             .route("/{client}/{event}/validate", post(validate))
             .route("/{client}/{event}/schema", get(get_schema))
             .route("/{client}/{event}/versions", get(versions))
@@ -135,6 +139,7 @@ impl Api {
             ))
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(axum::middleware::from_fn(observe::observe))
+            .layer(axum::middleware::from_fn(run_to_completion))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(
                 // The span gives every line a request logs its context; the request's own
@@ -235,7 +240,7 @@ async fn send_event(
         }
     };
     let processor = &state.processor;
-    idempotent::once(&state, &to, key, &body, 1, |ids| async move {
+    idempotent::once(&state, SEND_EVENT, &to, key, &body, 1, |ids| async move {
         let id = ids.and_then(|ids| ids.first().copied());
         let accepted = processor.receive_event(&to, data, &text, id).await?;
         let mut response = Reply::succeeded("event sent", response::Sent { id: accepted.id })
@@ -293,16 +298,32 @@ async fn send_events(
     };
     let count = items.len();
     let processor = &state.processor;
-    idempotent::once(&state, &to, key, &body, count, |ids| async move {
-        let report = processor.receive_events(&to, items, ids.as_deref()).await?;
-        let mut response = batch_answer(&report);
-        Logged {
-            items: Some(count),
-            ..Logged::default()
-        }
-        .on(&mut response);
-        Ok(response)
-    })
+    let raw = &body;
+    idempotent::once(
+        &state,
+        SEND_EVENTS,
+        &to,
+        key,
+        &body,
+        count,
+        |ids| async move {
+            let items = items
+                .into_iter()
+                .map(|(data, text)| Item {
+                    data,
+                    text: &raw[text],
+                })
+                .collect();
+            let report = processor.receive_events(&to, items, ids.as_deref()).await?;
+            let mut response = batch_answer(&report);
+            Logged {
+                items: Some(count),
+                ..Logged::default()
+            }
+            .on(&mut response);
+            Ok(response)
+        },
+    )
     .await
 }
 
@@ -511,6 +532,23 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 
 async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method.to_string())
+}
+
+/// Runs every request to its end in a task of its own. Hyper drops a request's future when its
+/// client disconnects (a producer's own timeout, typically, before it retries): a send cut off
+/// there would leave its idempotency key held until the lease ran out, a rejection neither
+/// kept nor counted, and no log line. In its own task the request finishes, and its answer is
+/// kept for the retry.
+async fn run_to_completion(request: Request<Body>, next: axum::middleware::Next) -> Response {
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(error) if error.is_panic() => panic_response(error.into_panic()),
+        // Only when the runtime shuts down under the request.
+        Err(error) => {
+            tracing::error!(%error, "request task cancelled");
+            ApiError::AnswerLost.into_response()
+        }
+    }
 }
 
 /// Last line of defence: a panic becomes a logged JSON 500, never a dropped connection.

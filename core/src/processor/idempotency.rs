@@ -38,6 +38,17 @@ pub struct Claim {
 /// the answer exists, keeping it spares the client a duplicate on retry.
 const FINISH_GRACE: Duration = Duration::from_millis(500);
 
+/// Held past the request's deadline and [`FINISH_GRACE`] before another request may take the
+/// key over: room for clock steps between instances, so that a request finishing at the end
+/// of its time never finds its key resumed by a retry.
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
+
+/// When a key taken for a request with `deadline` may be taken over: after everything the
+/// request can still do with it.
+pub(super) fn lease_until(deadline: Deadline) -> SystemTime {
+    SystemTime::now() + deadline.remaining() + FINISH_GRACE + LEASE_MARGIN
+}
+
 impl Processor {
     /// Takes `key` for a request of `items` events with `fingerprint`, until `deadline` (so a
     /// stopped instance does not hold the key for longer than its request could have run).
@@ -51,7 +62,7 @@ impl Processor {
         deadline: Deadline,
     ) -> Result<Idempotency, ProcessError> {
         let fresh: Vec<EventId> = (0..items).map(|_| EventId::new()).collect();
-        let lease_until = SystemTime::now() + deadline.remaining();
+        let lease_until = lease_until(deadline);
         let begun = self
             .idempotency
             .begin(

@@ -104,6 +104,13 @@ pub struct Accepted {
     pub version: SchemaVersion,
 }
 
+/// One event of a batch, and its text as the client sent it (what a rejection keeps).
+#[derive(Debug, Clone)]
+pub struct Item<'a> {
+    pub data: Value,
+    pub text: &'a [u8],
+}
+
 /// What an ingest request carries besides its events.
 #[derive(Debug, Clone, Copy)]
 pub struct Submission<'a> {
@@ -129,6 +136,9 @@ impl Processor {
         text: &[u8],
         id: Option<EventId>,
     ) -> Result<Accepted, ProcessError> {
+        // The id the event is published under, or kept as a rejection under: a retry under the
+        // same idempotency key reuses it.
+        let id = id.unwrap_or_default();
         let validator = match self
             .accepting(to.client, to.event, &data, to.version, to.deadline)
             .await
@@ -136,19 +146,13 @@ impl Processor {
             Ok(validator) => validator,
             Err(ProcessError::InvalidEvent { version, issues }) => {
                 let rejection =
-                    self.rejection(to, Some(version), REASON_INVALID, issues.clone(), text);
+                    self.rejection(to, id, Some(version), REASON_INVALID, issues.clone(), text);
                 self.keep_rejections(to, vec![rejection]).await;
                 return Err(ProcessError::InvalidEvent { version, issues });
             }
             Err(error) => return Err(error),
         };
-        let envelope = Envelope::with_id(
-            id.unwrap_or_default(),
-            to.client,
-            to.event,
-            validator.version,
-            &data,
-        )?;
+        let envelope = Envelope::with_id(id, to.client, to.event, validator.version, &data)?;
         match self.stream.publish(&envelope, to.deadline).await {
             Ok(()) => {}
             Err(error) => {
@@ -156,6 +160,7 @@ impl Processor {
                 if let StreamError::TooLarge { .. } = error {
                     let rejection = self.rejection(
                         to,
+                        id,
                         Some(validator.version),
                         REASON_TOO_LARGE,
                         Vec::new(),
@@ -202,7 +207,8 @@ impl Processor {
                     keyword: "json".to_owned(),
                     message: reason,
                 };
-                let rejection = self.rejection(to, None, REASON_NOT_JSON, vec![issue], text);
+                let rejection =
+                    self.rejection(to, EventId::new(), None, REASON_NOT_JSON, vec![issue], text);
                 self.keep_rejections(to, vec![rejection]).await;
             }
             // Not registered (nothing to keep), or the store cannot say: the answer is the 400.
@@ -218,7 +224,7 @@ impl Processor {
     pub async fn receive_events(
         &self,
         to: &Submission<'_>,
-        items: Vec<Value>,
+        items: Vec<Item<'_>>,
         ids: Option<&[EventId]>,
     ) -> Result<BatchReport, ProcessError> {
         let (client, event, deadline) = (to.client, to.event, to.deadline);
@@ -229,7 +235,7 @@ impl Processor {
         let mut envelopes = Vec::with_capacity(items.len());
         let mut indexes = Vec::with_capacity(items.len());
         let mut rejections = Vec::new();
-        for (index, data) in items.iter().enumerate() {
+        for (index, Item { data, text }) in items.iter().enumerate() {
             let mut verdict = validator
                 .compiled
                 .validate(data)
@@ -244,11 +250,14 @@ impl Processor {
                     }
                 }
             }
+            // The id the item is published under, or kept as a rejection under: a retry under
+            // the same idempotency key reuses it (and overwrites, rather than repeats, the
+            // rejection).
+            let id = ids
+                .and_then(|ids| ids.get(index).copied())
+                .unwrap_or_default();
             match verdict {
                 Ok(accepting) => {
-                    let id = ids
-                        .and_then(|ids| ids.get(index).copied())
-                        .unwrap_or_default();
                     indexes.push((outcomes.len(), accepting.version));
                     envelopes.push(Envelope::with_id(
                         id,
@@ -261,15 +270,13 @@ impl Processor {
                     outcomes.push(ItemOutcome::Unavailable);
                 }
                 Err(issues) => {
-                    // A batch item's text is its compact JSON: the body's own bytes of each
-                    // item are not kept apart when the array is parsed.
-                    let text = data.to_string();
                     rejections.push(self.rejection(
                         to,
+                        id,
                         Some(validator.version),
                         REASON_INVALID,
                         issues.clone(),
-                        text.as_bytes(),
+                        text,
                     ));
                     outcomes.push(ItemOutcome::Invalid(issues));
                 }
@@ -290,10 +297,11 @@ impl Processor {
                         } else if let StreamError::TooLarge { .. } = error {
                             rejections.push(self.rejection(
                                 to,
+                                envelope.id,
                                 Some(version),
                                 REASON_TOO_LARGE,
                                 Vec::new(),
-                                envelope.data_json().as_bytes(),
+                                items[index].text,
                             ));
                             ItemOutcome::TooLarge
                         } else {
@@ -498,6 +506,15 @@ mod tests {
             deadline: Deadline,
         ) -> Result<BatchReport, ProcessError> {
             let to = submission(client, event, version, deadline);
+            let texts: Vec<String> = items.iter().map(Value::to_string).collect();
+            let items = items
+                .into_iter()
+                .zip(&texts)
+                .map(|(data, text)| Item {
+                    data,
+                    text: text.as_bytes(),
+                })
+                .collect();
             self.receive_events(&to, items, None).await
         }
     }

@@ -27,7 +27,7 @@ use crate::schema::{SchemaError, ValidationIssue};
 
 pub use cache::SCHEMA_CACHE_TTL;
 pub use idempotency::{Claim, Idempotency};
-pub use ingest::{Accepted, BatchReport, BatchVerdict, ItemOutcome, Submission};
+pub use ingest::{Accepted, BatchReport, BatchVerdict, Item, ItemOutcome, Submission};
 pub use registry::{CompatibilityReport, Registered};
 pub use rejections::{MAX_REJECTED_PAGE, RejectedPage, Replayed};
 

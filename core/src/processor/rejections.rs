@@ -4,8 +4,6 @@
 //! Keeping a rejection never changes the producer's answer: a store failure is logged and
 //! counted (`rejections_dropped_total`), and the 422 (or 413, 400) stays what it was.
 
-use std::time::SystemTime;
-
 use serde_json::Value;
 
 use super::ingest::Submission;
@@ -16,7 +14,7 @@ use crate::domain::{
 use crate::envelope::Envelope;
 use crate::error::ErrorChain;
 use crate::metrics;
-use crate::ports::{Begin, KeptAnswer, MAX_REJECTED_DATA, Rejection};
+use crate::ports::{Begin, KeptAnswer, MAX_REJECTED_DATA, Rejection, StoreError, cause};
 use crate::retry::Deadline;
 use crate::schema::ValidationIssue;
 
@@ -43,6 +41,7 @@ impl Processor {
     pub(super) fn rejection(
         &self,
         to: &Submission<'_>,
+        id: EventId,
         version: Option<SchemaVersion>,
         reason: &'static str,
         errors: Vec<ValidationIssue>,
@@ -58,7 +57,7 @@ impl Processor {
             data.truncate(end);
         }
         Rejection {
-            id: EventId::new(),
+            id,
             client: to.client.clone(),
             event: to.event.clone(),
             version,
@@ -108,6 +107,8 @@ impl Processor {
         deadline: Deadline,
     ) -> Result<RejectedPage, ProcessError> {
         let limit = limit.clamp(1, MAX_REJECTED_PAGE);
+        // A pair that is not registered has no rejections to show: 404, as every pair route.
+        self.validator(client, event, None, deadline).await?;
         // One more than asked for tells whether there is a next page without a second read.
         let mut rejected = self
             .rejections
@@ -140,8 +141,8 @@ impl Processor {
             return Ok(Replayed { id, version });
         }
         let key = replay_key(id);
-        let fingerprint = Fingerprint::of(id.to_string().as_bytes(), None);
-        let lease_until = SystemTime::now() + deadline.remaining();
+        let fingerprint = Fingerprint::of(REPLAY_ROUTE, id.to_string().as_bytes(), None);
+        let lease_until = super::idempotency::lease_until(deadline);
         match self
             .idempotency
             .begin(
@@ -159,9 +160,13 @@ impl Processor {
             Begin::InProgress => return Err(ProcessError::ReplayInProgress { id }),
             // Replayed by another request between the read above and this lock.
             Begin::Completed(answer) => {
-                if let Some(version) = replayed_version(&answer) {
-                    return Ok(Replayed { id, version });
-                }
+                return replayed_version(&answer)
+                    .map(|version| Replayed { id, version })
+                    // Never publish without the lock: a lock whose answer does not read is
+                    // the store's data at fault.
+                    .ok_or(ProcessError::Store(StoreError::Corrupt(cause(
+                        UnreadableLock,
+                    ))));
             }
             // The key's fingerprint is the id itself: another fingerprint cannot happen.
             Begin::Reused => return Err(ProcessError::ReplayInProgress { id }),
@@ -260,16 +265,34 @@ impl Processor {
                 super::ingest::count_publish_failure(error);
             })?;
         metrics::events_accepted(client, event, 1);
-        // Published: from here on, a replay answers without publishing.
-        self.rejections
+        // Published: the answer is 200 whatever follows. The mark makes later replays answer
+        // without publishing; if it cannot be written, the lock's kept answer does so for
+        // IDEMPOTENCY_RETENTION, and the failure is logged for an operator.
+        if let Err(error) = self
+            .rejections
             .mark_replayed(client, event, rejection.id, validator.version, deadline)
-            .await?;
+            .await
+        {
+            tracing::error!(
+                error = %ErrorChain(&error),
+                id = %rejection.id,
+                "a replayed rejection could not be marked; a replay after the lock's retention would publish it again"
+            );
+        }
         Ok(Replayed {
             id: rejection.id,
             version: validator.version,
         })
     }
 }
+
+/// What replays' lock fingerprints are computed for (see `Fingerprint::of`).
+const REPLAY_ROUTE: &str = "replay";
+
+/// A replay lock whose kept answer is not a version number.
+#[derive(Debug, thiserror::Error)]
+#[error("a replay lock's kept answer is not a version number")]
+struct UnreadableLock;
 
 /// The idempotency key under which replays of rejection `id` take their lock: it contains a
 /// space, which no client's key can, so a producer cannot take it.
@@ -292,6 +315,7 @@ mod tests {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     use serde_json::json;
 
+    use super::super::Item;
     use super::super::tests::{deadline, fixture, names, person_schema};
     use super::*;
     use crate::ports::{RejectionStore, StoreError, cause};
@@ -413,7 +437,20 @@ mod tests {
             let report = processor
                 .receive_events(
                     &to,
-                    vec![json!(1), json!(2), json!({"name": "Bob", "age": 3})],
+                    vec![
+                        Item {
+                            data: json!(1),
+                            text: b"1",
+                        },
+                        Item {
+                            data: json!(2),
+                            text: b"2",
+                        },
+                        Item {
+                            data: json!({"name": "Bob", "age": 3}),
+                            text: br#"{"name":"Bob","age":3}"#,
+                        },
+                    ],
                     None,
                 )
                 .await
@@ -489,16 +526,26 @@ mod tests {
         };
         // 'é' is two bytes: the limit falls inside the last one.
         let text = format!("\"{}é\"", "x".repeat(MAX_REJECTED_DATA - 2));
-        let rejection =
-            f.processor
-                .rejection(&to, None, "validation_failed", Vec::new(), text.as_bytes());
+        let rejection = f.processor.rejection(
+            &to,
+            EventId::new(),
+            None,
+            "validation_failed",
+            Vec::new(),
+            text.as_bytes(),
+        );
         assert!(rejection.truncated);
         assert_eq!(rejection.data.len(), MAX_REJECTED_DATA - 1);
         assert!(text.starts_with(&rejection.data));
 
-        let whole = f
-            .processor
-            .rejection(&to, None, "validation_failed", Vec::new(), b"{\"a\":1}");
+        let whole = f.processor.rejection(
+            &to,
+            EventId::new(),
+            None,
+            "validation_failed",
+            Vec::new(),
+            b"{\"a\":1}",
+        );
         assert!(!whole.truncated);
         assert_eq!(whole.data, r#"{"a":1}"#);
         assert_eq!(whole.request_id.as_deref(), Some("r"));

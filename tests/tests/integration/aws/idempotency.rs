@@ -46,7 +46,7 @@ async fn begin(store: &dyn IdempotencyStore, client: &ClientId, event: &EventNam
             client,
             event,
             &key("k"),
-            Fingerprint::of(b"{}", None),
+            Fingerprint::of("send_event", b"{}", None),
             &[EventId::new()],
             lease(),
             deadline(),
@@ -115,7 +115,7 @@ async fn twenty_retries_of_a_released_key_resume_exactly_once_with_the_first_eve
             &client,
             &event,
             &key("k"),
-            Fingerprint::of(b"{}", None),
+            Fingerprint::of("send_event", b"{}", None),
             &first_ids,
             lease(),
             deadline(),
@@ -182,7 +182,7 @@ async fn an_expired_record_dynamodb_has_not_deleted_yet_is_a_fresh_start() {
         .item(
             "fingerprint",
             AttributeValue::B(Blob::new(
-                Fingerprint::of(b"another request", None)
+                Fingerprint::of("send_event", b"another request", None)
                     .as_bytes()
                     .to_vec(),
             )),
@@ -254,7 +254,7 @@ async fn an_answer_too_large_for_an_item_is_not_kept_and_the_key_is_let_go() {
             &client,
             &event,
             &key("k"),
-            Fingerprint::of(b"{}", None),
+            Fingerprint::of("send_event", b"{}", None),
             &first_ids,
             lease(),
             deadline(),

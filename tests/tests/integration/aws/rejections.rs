@@ -393,7 +393,7 @@ async fn rejections_and_keys_are_not_schemas_to_list_events_nor_to_setup() {
             &client,
             &event,
             &event_processor_core::domain::IdempotencyKey::parse(b"k").unwrap(),
-            event_processor_core::domain::Fingerprint::of(b"{}", None),
+            event_processor_core::domain::Fingerprint::of("send_event", b"{}", None),
             &[event_processor_core::domain::EventId::new()],
             SystemTime::now() + Duration::from_secs(30),
             deadline(),

@@ -41,7 +41,7 @@ async fn race(
             let (client, event) = (client.clone(), event.clone());
             tokio::spawn(async move {
                 let ids = vec![EventId::new()];
-                let print = Fingerprint::of(b"{}", None);
+                let print = Fingerprint::of("send_event", b"{}", None);
                 let begun = store
                     .begin(&client, &event, &key("k"), print, &ids, lease(), deadline())
                     .await
@@ -96,7 +96,7 @@ async fn twenty_requests_through_two_gateways_have_one_winner_then_one_resumes()
 async fn a_kept_answer_of_any_bytes_is_given_back_byte_for_byte() {
     let store: Arc<dyn IdempotencyStore> = Arc::new(store_at(&url()).await);
     let (client, event) = pair();
-    let print = Fingerprint::of(b"[1]", None);
+    let print = Fingerprint::of("send_event", b"[1]", None);
     let answer = KeptAnswer {
         status: 422,
         body: vec![
@@ -140,7 +140,7 @@ async fn a_key_whose_retention_ran_out_is_free_for_another_request() {
     // Given a key that answered, and whose record then expired.
     let store: Arc<dyn IdempotencyStore> = Arc::new(store_at(&url()).await);
     let (client, event) = pair();
-    let first = Fingerprint::of(b"{}", None);
+    let first = Fingerprint::of("send_event", b"{}", None);
     store
         .begin(&client, &event, &key("k"), first, &[], lease(), deadline())
         .await
@@ -164,7 +164,7 @@ async fn a_key_whose_retention_ran_out_is_free_for_another_request() {
         .unwrap();
 
     // When another request uses the key.
-    let other = Fingerprint::of(b"[]", None);
+    let other = Fingerprint::of("send_event", b"[]", None);
     let ids = [EventId::new()];
     let begun = store
         .begin(&client, &event, &key("k"), other, &ids, lease(), deadline())
@@ -206,7 +206,7 @@ async fn each_request_deletes_a_bounded_number_of_expired_keys() {
                 &client,
                 &event,
                 &key(name),
-                Fingerprint::of(b"{}", None),
+                Fingerprint::of("send_event", b"{}", None),
                 &[],
                 lease(),
                 deadline(),

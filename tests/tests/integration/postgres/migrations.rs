@@ -571,7 +571,7 @@ async fn a_database_of_the_release_before_rejections_is_upgraded_in_place() {
             &sponge_bob,
             &fruits_event,
             &IdempotencyKey::parse(b"k").unwrap(),
-            Fingerprint::of(b"{}", None),
+            Fingerprint::of("send_event", b"{}", None),
             &[EventId::new()],
             SystemTime::now() + Duration::from_secs(30),
             deadline(),

@@ -75,7 +75,7 @@ async fn twenty_concurrent_begins_from_two_processes_have_exactly_one_winner() {
         SqliteDb::open(&path).unwrap(),
     ];
     let slot = pair();
-    let print = Fingerprint::of(b"[1]", None);
+    let print = Fingerprint::of("send_event", b"[1]", None);
 
     // when twenty requests with one key begin at once, alternating between them,
     let tasks: Vec<_> = (0..20)
@@ -105,7 +105,7 @@ async fn an_answer_kept_by_one_process_is_given_byte_for_byte_by_another_and_aft
         SqliteDb::open(&path).unwrap(),
     );
     let slot = pair();
-    let print = Fingerprint::of(b"[1,2]", None);
+    let print = Fingerprint::of("send_event", b"[1,2]", None);
     let answer = KeptAnswer {
         status: 207,
         body: b"{\"a\":\"\x00\"}\xff\xfe\x00".to_vec(),
@@ -128,7 +128,7 @@ async fn an_answer_kept_by_one_process_is_given_byte_for_byte_by_another_and_aft
         restarted.as_ref(),
         &slot,
         &key("k"),
-        Fingerprint::of(b"[1,3]", None),
+        Fingerprint::of("send_event", b"[1,3]", None),
     )
     .await;
 
@@ -147,7 +147,7 @@ async fn a_lease_that_ran_out_in_one_process_is_resumed_by_another_with_its_even
         SqliteDb::open(&path).unwrap(),
     );
     let (client, event) = pair();
-    let print = Fingerprint::of(b"[1,2]", None);
+    let print = Fingerprint::of("send_event", b"[1,2]", None);
     let first_ids = vec![EventId::new(), EventId::new()];
     first
         .begin(
@@ -189,7 +189,7 @@ async fn expired_keys_are_forgotten_and_purged_by_a_later_begin() {
     let path = db_path();
     let db = SqliteDb::open(&path).unwrap();
     let slot = pair();
-    let print = Fingerprint::of(b"{}", None);
+    let print = Fingerprint::of("send_event", b"{}", None);
     for name in ["done", "gone-1", "gone-2", "held"] {
         assert_eq!(
             begin(db.as_ref(), &slot, &key(name), print).await,
@@ -221,7 +221,7 @@ async fn expired_keys_are_forgotten_and_purged_by_a_later_begin() {
         db.as_ref(),
         &slot,
         &key("done"),
-        Fingerprint::of(b"[]", None),
+        Fingerprint::of("send_event", b"[]", None),
     )
     .await;
 
@@ -238,7 +238,7 @@ async fn a_corrupt_key_fails_its_own_begin_and_not_the_writes_committed_with_it(
     let path = db_path();
     let db = SqliteDb::open(&path).unwrap();
     let slot = pair();
-    let print = Fingerprint::of(b"{}", None);
+    let print = Fingerprint::of("send_event", b"{}", None);
     assert_eq!(
         begin(db.as_ref(), &slot, &key("k"), print).await,
         Begin::Started

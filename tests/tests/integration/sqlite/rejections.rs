@@ -359,7 +359,7 @@ async fn a_database_of_the_previous_release_is_migrated_to_keep_rejections_and_k
         &client,
         &event,
         &key,
-        Fingerprint::of(b"{}", None),
+        Fingerprint::of("send_event", b"{}", None),
         &[EventId::new()],
         SystemTime::now() + Duration::from_secs(30),
         deadline(),
