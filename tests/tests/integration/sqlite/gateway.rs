@@ -400,10 +400,8 @@ async fn the_checkpointer_moves_the_wal_into_the_database_and_truncates_it_once_
         assert_eq!(status, StatusCode::OK);
     }
     let wal = path.with_extension("db-wal");
-    assert!(
-        std::fs::metadata(&wal).unwrap().len() > 4 * 1024 * 1024,
-        "the WAL grew"
-    );
+    // (On a busy machine the checkpointer may already have run between two batches: the WAL's
+    // size now proves nothing; its end state below does.)
 
     // Idle now: the checkpointer copies the WAL into the database and resets it.
     let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
