@@ -46,6 +46,10 @@ impl ConfigError {
 /// `value` with the password of a `scheme://user:password@host` URL replaced by `***`, so
 /// that a connection string can be logged or shown in an error.
 pub fn redacted(value: &str) -> String {
+    redact_query_password(&redact_user_info(value))
+}
+
+fn redact_user_info(value: &str) -> String {
     let Some((scheme, rest)) = value.split_once("://") else {
         return value.to_owned();
     };
@@ -58,6 +62,21 @@ pub fn redacted(value: &str) -> String {
         Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
         None => value.to_owned(),
     }
+}
+
+/// `?password=...` (libpq's connection URI parameters take one too).
+fn redact_query_password(value: &str) -> String {
+    let Some((base, query)) = value.split_once('?') else {
+        return value.to_owned();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }
 
 /// Where schemas are stored (`SCHEMA_STORE`).
@@ -352,6 +371,19 @@ pub fn env_opt(variable: &'static str) -> Result<Option<String>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_in_the_query_is_redacted_too() {
+        assert_eq!(
+            redacted("postgres://db:5432/app?sslmode=disable&password=s3cret&user=u"),
+            "postgres://db:5432/app?sslmode=disable&password=***&user=u"
+        );
+        assert_eq!(
+            redacted("postgres://u:pw@db/app?PASSWORD=x"),
+            "postgres://u:***@db/app?PASSWORD=***"
+        );
+        assert_eq!(redacted("sqlite:events.db"), "sqlite:events.db");
+    }
 
     #[test]
     fn rejections_ttl_takes_human_durations_and_refuses_nonsense() {

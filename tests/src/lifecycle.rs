@@ -215,7 +215,8 @@ pub async fn invalid_json_is_kept_for_a_registered_pair_only(backend: Backend) {
 pub async fn each_refused_item_of_a_batch_is_kept_as_sent(backend: Backend) {
     let client = registered(&backend).await;
     // Spacing, key order and a number no float can hold: the text kept is the client's own.
-    let batch = r#"[{"fruit": "kiwi"}, {"fruit": 12345678901234567890123},  {"color" : "red", "a": 1}]"#;
+    let batch =
+        r#"[{"fruit": "kiwi"}, {"fruit": 12345678901234567890123},  {"color" : "red", "a": 1}]"#;
     let (status, _, _) = post_raw(&backend.router, &uri(&client, "send_events"), batch, &[]).await;
     assert_eq!(status, StatusCode::MULTI_STATUS);
 
@@ -229,7 +230,10 @@ pub async fn each_refused_item_of_a_batch_is_kept_as_sent(backend: Backend) {
     data.sort();
     assert_eq!(
         data,
-        [r#"{"color" : "red", "a": 1}"#, r#"{"fruit": 12345678901234567890123}"#],
+        [
+            r#"{"color" : "red", "a": 1}"#,
+            r#"{"fruit": 12345678901234567890123}"#
+        ],
         "{}",
         page.body
     );

@@ -62,7 +62,8 @@ pub(crate) async fn observe(
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        // A client's id: bounded, as everything a client puts in a log line.
+        .map(|id| id.chars().take(200).collect::<String>());
     // Only names that pass the name rule reach the log: no path text of a client's choosing.
     let (mut client, mut event) = (None, None);
     if let Ok(params) = &params {
