@@ -1014,6 +1014,17 @@ mod rejected {
     #[tokio::test]
     async fn a_token_with_the_read_scope_lists_rejections() {
         let (app, _) = fresh_secured_app().await;
+        // Unregistered, the pair has nothing to list: 404, as every pair route.
+        let unregistered = run(&app, "rejected", "authorized").await;
+        assert_failed(&unregistered, StatusCode::NOT_FOUND, "event_not_registered");
+        let (client, event) = (
+            event_processor_core::domain::ClientId::parse("SpongeBob").unwrap(),
+            event_processor_core::domain::EventName::parse("Fruits").unwrap(),
+        );
+        app.processor()
+            .register_event(&client, &event, json!({}), event_processor_tests::deadline())
+            .await
+            .unwrap();
 
         let reply = run(&app, "rejected", "authorized").await;
 
