@@ -60,6 +60,12 @@ enum Command {
     Setup {
         #[command(flatten)]
         backends: Backends,
+        /// Then import the original service's schemas (its table public.event_schemas) as
+        /// version 1 of each pair, and report what could not be taken. Reads the table from
+        /// SCHEMA_STORE's PostgreSQL database, or from the one given; never writes to it.
+        /// Idempotent.
+        #[arg(long, value_name = "POSTGRES_URL")]
+        import_original: Option<Option<String>>,
     },
     /// The original demo: register SpongeBob/Fruits (or Colors) and send random events.
     Produce(produce::Args),
@@ -123,7 +129,10 @@ async fn main() -> ExitCode {
             no_metrics,
             backends,
         } => serve(addr, !no_metrics, backends).await,
-        Command::Setup { backends } => setup(backends).await,
+        Command::Setup {
+            backends,
+            import_original,
+        } => setup(backends, import_original).await,
         Command::Produce(args) => produce::run(args).await,
         Command::Keygen(args) => token::keygen(args),
         Command::Token(args) => token::token(args),
@@ -256,10 +265,19 @@ async fn serve(addr: SocketAddr, metrics: bool, backends: Backends) -> Result<()
     Ok(())
 }
 
-async fn setup(backends: Backends) -> Result<(), BoxError> {
+async fn setup(
+    backends: Backends,
+    import_original: Option<Option<String>>,
+) -> Result<(), BoxError> {
     let config = backends.config()?;
-    App::build(&config).await?.setup().await?;
+    let app = App::build(&config).await?;
+    app.setup().await?;
     println!("set up: schemas {}, events {}", config.store, config.stream);
+    if let Some(given) = import_original {
+        let original = event_processor_core::app::original_database(&config, given.as_deref())?;
+        // One line per imported or skipped row, then `imported N, skipped M, already imported K`.
+        println!("{}", app.import_original(&original).await?);
+    }
     Ok(())
 }
 

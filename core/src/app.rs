@@ -17,6 +17,7 @@ use crate::config::{
 use crate::error::{Cause, cause};
 use crate::http::Auth;
 use crate::http::{Limits, MetricsRender};
+use crate::import::{ImportError, ImportReport};
 use crate::ports::{
     EventSource, EventStream, IdempotencyStore, RejectionStore, SchemaStore, StoreError,
     StreamError,
@@ -58,7 +59,16 @@ pub enum AppError {
     SetupStore(#[source] StoreError),
     #[error("could not set up the event stream named by {EVENT_STREAM_VAR}")]
     SetupStream(#[source] StreamError),
+    #[error(
+        "{IMPORT_ORIGINAL_FLAG} needs the original service's PostgreSQL database: {SCHEMA_STORE_VAR} is not PostgreSQL, so give its URL ({IMPORT_ORIGINAL_FLAG} postgres://...)"
+    )]
+    NoOriginalDatabase,
+    #[error("could not import the original service's schemas")]
+    Import(#[source] ImportError),
 }
+
+/// The `setup` flag that imports the original service's schemas.
+pub const IMPORT_ORIGINAL_FLAG: &str = "--import-original";
 
 /// Evaluates `$open` if the cargo feature `$feature` is compiled in; otherwise the start-up
 /// error that names it. The bindings listed in `[...]` are the ones `$open` uses (so that they
@@ -232,6 +242,37 @@ impl App {
         self.store.setup().await.map_err(AppError::SetupStore)?;
         self.stream.setup().await.map_err(AppError::SetupStream)?;
         Ok(())
+    }
+
+    /// Takes the original service's schemas (`public.event_schemas` in the PostgreSQL database
+    /// at `original`) as version 1 of each pair, through this app's registration
+    /// (`setup --import-original`). Idempotent; the original's table is only read.
+    pub async fn import_original(&self, original: &str) -> Result<ImportReport, AppError> {
+        let rows = feature_gated!(
+            "postgres",
+            IMPORT_ORIGINAL_FLAG,
+            "PostgreSQL",
+            [original],
+            {
+                crate::adapters::postgres::import::read_original(original)
+                    .await
+                    .map_err(AppError::Import)
+            }
+        )?;
+        crate::import::import(&self.processor, rows)
+            .await
+            .map_err(AppError::Import)
+    }
+}
+
+/// The database `setup --import-original` reads the original service's table from: the URL
+/// given with the flag, or else `SCHEMA_STORE`'s when it is PostgreSQL (the usual case: the
+/// gateway started on the database the original used).
+pub fn original_database(config: &Config, given: Option<&str>) -> Result<String, AppError> {
+    match (given.filter(|url| !url.is_empty()), &config.store) {
+        (Some(url), _) => Ok(url.to_owned()),
+        (None, StoreConfig::Postgres(url)) => Ok(url.clone()),
+        (None, _) => Err(AppError::NoOriginalDatabase),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod envelope;
 pub mod error;
 pub mod http;
+pub mod import;
 pub mod metrics;
 pub mod ports;
 pub mod processor;

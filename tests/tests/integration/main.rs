@@ -25,3 +25,6 @@ mod kafka;
 
 #[cfg(all(feature = "postgres", feature = "kafka"))]
 mod local_stack;
+
+#[cfg(all(feature = "postgres", feature = "kafka"))]
+mod original_consumers;

@@ -125,6 +125,7 @@ macro_rules! schema_columns {
 
 // After the macros above, which they use.
 mod idempotency;
+pub mod import;
 mod rejections;
 
 struct Migration {

@@ -3,6 +3,9 @@
 
 mod contract;
 mod idempotency;
+/// The original service's schemas imported (events on an SQLite stream).
+#[cfg(feature = "sqlite")]
+mod import;
 mod migrations;
 mod rejections;
 mod schema_corpus;
