@@ -33,6 +33,11 @@ use crate::error::{Cause, cause};
 use crate::ports::DEFAULT_REJECTIONS_TTL;
 use writer::{Command, WriterStopped};
 
+/// Benchmark switch, not a setting: when set, SQLite checkpoints inside commits as it does by
+/// default (no checkpointer thread), so that `scripts/load` can show what the checkpointer
+/// changes in one run.
+pub const INLINE_CHECKPOINTS_VAR: &str = "EVENT_PROCESSOR_BENCH_INLINE_CHECKPOINTS";
+
 /// How long a connection waits for another process's write lock before giving up (→ 503).
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -268,10 +273,15 @@ impl SqliteDb {
             path: path.clone(),
             source,
         })?;
-        // Checkpoints happen on the checkpointer's thread, never inside a commit.
-        write_conn
-            .pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(sqlite)?;
+        // Checkpoints happen on the checkpointer's thread, never inside a commit. (The
+        // benchmark switch below restores SQLite's own checkpoints inside commits, to measure
+        // what the checkpointer saves; see BENCHMARKS.md.)
+        let inline_checkpoints = std::env::var_os(INLINE_CHECKPOINTS_VAR).is_some();
+        if !inline_checkpoints {
+            write_conn
+                .pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(sqlite)?;
+        }
         let checkpoint_conn = open_connection(&path, busy_timeout).map_err(sqlite)?;
         checkpoint_conn
             .pragma_update(None, "journal_size_limit", checkpoint::JOURNAL_SIZE_LIMIT)
@@ -294,10 +304,12 @@ impl SqliteDb {
             Arc::downgrade(&checkpoints),
             path.clone(),
         );
-        std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
-            .spawn(move || checkpoint::run(at, checkpoint_conn, watched, counted))
-            .map_err(OpenError::Writer)?;
+        if !inline_checkpoints {
+            std::thread::Builder::new()
+                .name("sqlite-checkpoint".into())
+                .spawn(move || checkpoint::run(at, checkpoint_conn, watched, counted))
+                .map_err(OpenError::Writer)?;
+        }
         Ok(Arc::new(Self {
             path,
             writer: Mutex::new(sender),
