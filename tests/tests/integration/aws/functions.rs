@@ -1022,7 +1022,12 @@ mod rejected {
             event_processor_core::domain::EventName::parse("Fruits").unwrap(),
         );
         app.processor()
-            .register_event(&client, &event, json!({}), event_processor_tests::deadline())
+            .register_event(
+                &client,
+                &event,
+                json!({}),
+                event_processor_tests::deadline(),
+            )
             .await
             .unwrap();
 
