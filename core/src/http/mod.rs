@@ -160,7 +160,8 @@ impl Api {
                             event = field::Empty,
                         )
                     })
-                    .on_response(()),
+                    .on_response(())
+                    .on_failure(()),
             )
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
     }
