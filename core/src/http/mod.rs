@@ -230,16 +230,7 @@ async fn send_event(
         deadline,
         request_id: request_id.as_deref(),
     };
-    let data = match data {
-        Ok(data) => data,
-        Err(error) => {
-            state
-                .processor
-                .reject_unreadable(&to, &text, error.to_string())
-                .await;
-            return Err(error);
-        }
-    };
+    let data = readable(&state, &to, &text, data).await?;
     let processor = &state.processor;
     idempotent::once(&state, SEND_EVENT, &to, key, &body, 1, |ids| async move {
         let id = ids.and_then(|ids| ids.first().copied());
@@ -254,6 +245,26 @@ async fn send_event(
         Ok(response)
     })
     .await
+}
+
+/// A body that could not be read as the route's document is kept as a rejection of the pair
+/// (as received) before its error is answered.
+async fn readable<T>(
+    state: &AppState,
+    to: &Submission<'_>,
+    received: &[u8],
+    parsed: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    match parsed {
+        Ok(value) => Ok(value),
+        Err(error) => {
+            state
+                .processor
+                .reject_unreadable(to, received, error.to_string())
+                .await;
+            Err(error)
+        }
+    }
 }
 
 async fn validate(
@@ -287,16 +298,7 @@ async fn send_events(
         deadline,
         request_id: request_id.as_deref(),
     };
-    let items = match items {
-        Ok(items) => items,
-        Err(error) => {
-            state
-                .processor
-                .reject_unreadable(&to, &body, error.to_string())
-                .await;
-            return Err(error);
-        }
-    };
+    let items = readable(&state, &to, &body, items).await?;
     let count = items.len();
     let processor = &state.processor;
     let raw = &body;

@@ -29,7 +29,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 
 use super::{
     CLIENT_KEY, DynamoDbSchemaStore, EVENT_KEY, EXPIRES_AT_ATTR, Item, ItemError, corrupt,
-    epoch_seconds, expired, number, string_attr, u64_attr, unavailable,
+    epoch_seconds, expired, number, string_attr, u64_attr, unavailable, updated_if_present,
 };
 use crate::adapters::aws;
 use crate::domain::{ClientId, EventId, EventName, Fingerprint, IdempotencyKey};
@@ -303,18 +303,8 @@ impl DynamoDbSchemaStore {
                 .map_err(aws::failure)
         })
         .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error)
-                if matches!(
-                    error.failure().and_then(|e| e.as_service_error()),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(unavailable(error)),
-        }
+        // A record already gone (expired, or released) has nothing left to update.
+        updated_if_present(result).map(|_| ())
     }
 }
 

@@ -70,7 +70,7 @@ use crate::ports::{
     DEFAULT_REJECTIONS_TTL, Insert, RegisteredEvent, RegisteredSchema, SchemaStore, StoreError,
     VersionInfo,
 };
-use crate::retry::{Deadline, Failure, RetryPolicy, retry};
+use crate::retry::{Deadline, Failure, RetryError, RetryPolicy, retry};
 
 /// Partition key: the client (head items) or `{client}#{event}` (version items).
 pub const CLIENT_KEY: &str = "client";
@@ -197,6 +197,25 @@ fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> StoreEr
 
 fn corrupt(error: ItemError) -> StoreError {
     StoreError::Corrupt(cause(error))
+}
+
+/// The outcome of an UpdateItem conditioned on `attribute_exists(#client)`: `true` when the
+/// item was updated, `false` when it does not exist (the condition failed), an error otherwise.
+fn updated_if_present<T>(
+    result: Result<T, RetryError<SdkError<UpdateItemError, HttpResponse>>>,
+) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(error)
+            if matches!(
+                error.failure().and_then(|e| e.as_service_error()),
+                Some(UpdateItemError::ConditionalCheckFailedException(_))
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(unavailable(error)),
+    }
 }
 
 /// Whole seconds since the Unix epoch (a TTL attribute's unit); 0 before it.
@@ -1002,17 +1021,10 @@ impl SchemaStore for DynamoDbSchemaStore {
                 .map_err(aws::failure)
         })
         .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error)
-                if matches!(
-                    error.failure().and_then(|e| e.as_service_error()),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Err(corrupt(ItemError::NoHead))
-            }
-            Err(error) => Err(unavailable(error)),
+        if updated_if_present(result)? {
+            Ok(())
+        } else {
+            Err(corrupt(ItemError::NoHead))
         }
     }
 

@@ -32,13 +32,12 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use futures::{StreamExt, TryStreamExt};
 
 use super::{
     CLIENT_KEY, DynamoDbSchemaStore, EVENT_KEY, EXPIRES_AT_ATTR, Item, ItemError, corrupt,
-    epoch_seconds, expired, number, string_attr, u64_attr, unavailable,
+    epoch_seconds, expired, number, string_attr, u64_attr, unavailable, updated_if_present,
 };
 use crate::adapters::aws;
 use crate::domain::{ClientId, EventId, EventName, SchemaVersion};
@@ -384,17 +383,7 @@ impl RejectionStore for DynamoDbSchemaStore {
                 .map_err(aws::failure)
         })
         .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error)
-                if matches!(
-                    error.failure().and_then(|e| e.as_service_error()),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(unavailable(error)),
-        }
+        // A rejection already gone (its TTL passed) has nothing left to mark.
+        updated_if_present(result).map(|_| ())
     }
 }
