@@ -8,11 +8,12 @@
 //! an index seek and no extra column.
 //!
 //! Storage is bounded per pair: each `keep` deletes the pair's rows older than the TTL and
-//! those beyond its newest [`MAX_REJECTIONS_PER_PAIR`], so a flood of invalid events replaces
-//! old rejections instead of growing the file. A pair that stops receiving them keeps at most
+//! those beyond its newest [`MAX_REJECTIONS_PER_PAIR`] (numbered as they are kept, so both are
+//! range deletes), so a flood of invalid events replaces old rejections instead of growing
+//! the file. A pair that stops receiving them keeps at most
 //! that many rows, hidden from reads once expired.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -119,45 +120,61 @@ fn cutoff(ttl: Duration, now: SystemTime) -> String {
 }
 
 /// Inserts one request's rejections and purges their pairs (inside the writer's transaction).
+/// Per pair: count the rows into `rejection_pairs`, which numbers them (`seq`, in the order
+/// given); insert them; delete the pair's expired rows and those kept more than
+/// [`MAX_REJECTIONS_PER_PAIR`] rejections ago — both range deletes of an index, whatever the
+/// pair holds. "Newest" is thus the order they were kept in (id order within a process).
 /// An id already kept (a retried `keep` whose answer was lost) keeps its first row, and with
-/// it any replay mark.
+/// it any replay mark; its number is skipped, which is harmless.
 pub(super) fn keep(conn: &Connection, rows: &[KeptRow], ttl: Duration) -> rusqlite::Result<()> {
+    let mut pairs: BTreeMap<(&ClientId, &EventName), Vec<&KeptRow>> = BTreeMap::new();
+    for row in rows {
+        pairs
+            .entry((&row.client, &row.event))
+            .or_default()
+            .push(row);
+    }
+    let mut count = conn.prepare_cached(
+        "INSERT INTO rejection_pairs AS pair (client, event, kept) VALUES (?1, ?2, ?3)
+         ON CONFLICT (client, event) DO UPDATE SET kept = pair.kept + excluded.kept
+         RETURNING kept",
+    )?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO rejections
-             (client, event, id, version, received_at, request_id, error, errors, data, truncated)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             (client, event, id, version, received_at, request_id, error, errors, data,
+              truncated, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (client, event, id) DO NOTHING",
     )?;
-    for row in rows {
-        insert.execute(params![
-            row.client.as_str(),
-            row.event.as_str(),
-            row.id,
-            row.version,
-            row.received_at,
-            row.request_id,
-            row.error,
-            row.errors,
-            row.data.as_bytes(),
-            row.truncated,
-        ])?;
-    }
-    let cutoff = cutoff(ttl, SystemTime::now());
-    let pairs: BTreeSet<(&ClientId, &EventName)> =
-        rows.iter().map(|row| (&row.client, &row.event)).collect();
     let mut expired =
         conn.prepare_cached("DELETE FROM rejections WHERE client = ?1 AND event = ?2 AND id < ?3")?;
-    // The row at position MAX_REJECTIONS_PER_PAIR, newest first, is the newest one past the
-    // cap: it and everything older go. With fewer rows the subquery is NULL and nothing does.
-    let mut beyond_cap = conn.prepare_cached(
-        "DELETE FROM rejections WHERE client = ?1 AND event = ?2 AND id <= (
-             SELECT id FROM rejections WHERE client = ?1 AND event = ?2
-             ORDER BY id DESC LIMIT 1 OFFSET ?3)",
-    )?;
+    let mut beyond_cap = conn
+        .prepare_cached("DELETE FROM rejections WHERE client = ?1 AND event = ?2 AND seq <= ?3")?;
+    let cutoff = cutoff(ttl, SystemTime::now());
     let cap = i64::try_from(MAX_REJECTIONS_PER_PAIR).unwrap_or(i64::MAX);
-    for (client, event) in pairs {
+    for ((client, event), rows) in pairs {
+        let added = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+        let kept: i64 = count
+            .query_row(params![client.as_str(), event.as_str(), added], |row| {
+                row.get(0)
+            })?;
+        for (seq, row) in (kept - added + 1..).zip(rows) {
+            insert.execute(params![
+                client.as_str(),
+                event.as_str(),
+                row.id,
+                row.version,
+                row.received_at,
+                row.request_id,
+                row.error,
+                row.errors,
+                row.data.as_bytes(),
+                row.truncated,
+                seq,
+            ])?;
+        }
         expired.execute(params![client.as_str(), event.as_str(), cutoff])?;
-        beyond_cap.execute(params![client.as_str(), event.as_str(), cap])?;
+        beyond_cap.execute(params![client.as_str(), event.as_str(), kept - cap])?;
     }
     Ok(())
 }

@@ -389,3 +389,98 @@ async fn a_database_of_the_previous_release_is_migrated_to_keep_rejections_and_k
         1
     );
 }
+
+/// Step 3 of the migrations as released: rejections and idempotency keys, before rejections
+/// were numbered per pair.
+const THIRD_RELEASE: &str = "
+CREATE TABLE rejections (
+    client      TEXT    NOT NULL,
+    event       TEXT    NOT NULL,
+    id          TEXT    NOT NULL,
+    version     INTEGER CHECK (version >= 1),
+    received_at TEXT    NOT NULL,
+    request_id  TEXT,
+    error       TEXT    NOT NULL,
+    errors      TEXT    NOT NULL,
+    data        BLOB    NOT NULL,
+    truncated   INTEGER NOT NULL CHECK (truncated IN (0, 1)),
+    replayed    INTEGER CHECK (replayed >= 1),
+    PRIMARY KEY (client, event, id)
+) WITHOUT ROWID;
+CREATE TABLE idempotency (
+    client      TEXT    NOT NULL,
+    event       TEXT    NOT NULL,
+    key         TEXT    NOT NULL,
+    fingerprint BLOB    NOT NULL,
+    event_ids   TEXT    NOT NULL,
+    status      INTEGER,
+    body        BLOB,
+    lease_until INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (client, event, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_expiry ON idempotency (expires_at);
+PRAGMA user_version = 3;
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_kept_before_numbering_are_numbered_in_id_order_and_trimmed_after_it() {
+    // Given a file at user_version 3 holding three rejections of a pair, written out of order,
+    let path = db_path();
+    let (client, event) = pair();
+    let now = now_ms();
+    let old: Vec<Rejection> = (0..3)
+        .map(|seq| received_at(&client, &event, now, seq))
+        .collect();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../../../fixtures/sqlite-first-release.sql"))
+            .unwrap();
+        conn.execute_batch(SECOND_RELEASE).unwrap();
+        conn.execute_batch(THIRD_RELEASE).unwrap();
+        for rejection in [&old[2], &old[0], &old[1]] {
+            conn.execute(
+                "INSERT INTO rejections (client, event, id, received_at, error, errors, data,
+                                         truncated)
+                 VALUES (?1, ?2, ?3, '2026-01-01T00:00:00Z', 'e', '[]', CAST('{}' AS BLOB), 0)",
+                [client.as_str(), event.as_str(), &rejection.id.to_string()],
+            )
+            .unwrap();
+        }
+    }
+
+    // when this release opens it and keeps one more,
+    let db = SqliteDb::open(&path).unwrap();
+    let newer = received_at(&client, &event, now, 3);
+    db.keep(std::slice::from_ref(&newer), deadline())
+        .await
+        .unwrap();
+
+    // then the old rows are numbered 1, 2, 3 in id order, the new one 4, and the pair's count
+    // is 4, so the next trims cut the oldest first.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let numbered: Vec<(String, i64)> = conn
+        .prepare("SELECT id, seq FROM rejections WHERE client = ?1 AND event = ?2 ORDER BY seq")
+        .unwrap()
+        .query_map([client.as_str(), event.as_str()], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: Vec<(String, i64)> = old
+        .iter()
+        .chain([&newer])
+        .zip(1..)
+        .map(|(rejection, seq)| (rejection.id.to_string(), seq))
+        .collect();
+    assert_eq!(numbered, expected);
+    let kept: i64 = conn
+        .query_row(
+            "SELECT kept FROM rejection_pairs WHERE client = ?1 AND event = ?2",
+            [client.as_str(), event.as_str()],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept, 4);
+}
