@@ -15,6 +15,7 @@
 //! [`SqliteDb`] per file.
 
 mod checkpoint;
+pub use checkpoint::RESTART_FRAMES;
 mod idempotency;
 mod rejections;
 mod store;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use event_processor_core::Processor;
-use event_processor_core::adapters::sqlite::SqliteDb;
+use event_processor_core::adapters::sqlite::{RESTART_FRAMES, SqliteDb};
 use event_processor_core::http::Api;
 use event_processor_core::ports::{EventSource, SchemaStore, StartAt};
 use event_processor_tests::api::{self, LoadOutcome, get, post_json, send_in_rounds};
@@ -414,4 +414,60 @@ async fn the_checkpointer_moves_the_wal_into_the_database_and_truncates_it_once_
     }
     assert!(db.checkpoints() >= 1);
     assert_eq!(offsets(&path, client.as_str(), "Wal").len(), 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_of_a_database_written_without_pause_stays_bounded() {
+    // Given a writer that never pauses long enough for an idle TRUNCATE (PASSIVE checkpoints
+    // alone never catch up with it, and the WAL used to grow by every commit's pages),
+    let path = db_path();
+    let db = SqliteDb::open(&path).unwrap();
+    let gw = gateway(&db);
+    let client = unique_client();
+    post(&gw, &format!("/{client}/Wal/register_event"), &json!({})).await;
+    let batch: Vec<Value> = (0..100)
+        .map(|i| json!({"i": i, "pad": "x".repeat(3000)}))
+        .collect();
+    let wal = path.with_extension("db-wal");
+    let wal_size = move || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+
+    // when eight producers write several times the restart threshold's worth of events (so
+    // that a commit is always queued behind the one in progress),
+    let page = 4096;
+    let bound = u64::try_from(RESTART_FRAMES).unwrap() * page;
+    let (producers, batches) = (8, 40); // 100 events of ~3 KB each: ~96 MB, six times the bound
+    let largest = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writers: Vec<_> = (0..producers)
+        .map(|_| {
+            let (gw, uri, batch) = (
+                gw.clone(),
+                format!("/{client}/Wal/send_events"),
+                batch.clone(),
+            );
+            let (largest, wal_size) = (largest.clone(), wal_size.clone());
+            tokio::spawn(async move {
+                for _ in 0..batches {
+                    let (status, _) = post(&gw, &uri, &json!(batch)).await;
+                    assert_eq!(status, StatusCode::OK);
+                    largest.fetch_max(wal_size(), std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let largest = largest.load(std::sync::atomic::Ordering::Relaxed);
+
+    // then the WAL file never grew much past the threshold (a checkpointer round of writes
+    // past it at most), and every event is in the log.
+    assert!(
+        largest <= 3 * bound,
+        "the WAL reached {largest} bytes; the restart threshold is {bound}"
+    );
+    assert!(db.checkpoints() >= 2);
+    assert_eq!(
+        offsets(&path, client.as_str(), "Wal").len(),
+        100 * producers * batches
+    );
 }
