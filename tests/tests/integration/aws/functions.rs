@@ -163,10 +163,11 @@ fn every_events_file_is_driven_by_a_test() {
     assert_eq!(folders, functions, "every events/ folder is in CASES");
 }
 
-/// The house rule: package = binary = SAM logical id stem = events/ folder.
+/// The house rule: package = binary = SAM logical id stem = events/ folder = Makefile target.
 #[test]
-fn every_function_has_its_package_and_its_template_function() {
+fn every_function_has_its_package_its_template_function_and_its_build_target() {
     let template = std::fs::read_to_string(workspace().join("template.yaml")).unwrap();
+    let makefile = std::fs::read_to_string(workspace().join("Makefile")).unwrap();
     let members = std::fs::read_to_string(workspace().join("Cargo.toml")).unwrap();
     for (function, _) in CASES {
         let manifest = workspace()
@@ -200,8 +201,14 @@ fn every_function_has_its_package_and_its_template_function() {
             .collect();
         assert!(!block.is_empty(), "template.yaml has no {stem}Function");
         assert!(
-            block.contains(&format!("        Binary: {function}").as_str()),
-            "{stem}Function builds {function}"
+            block.contains(&"      BuildMethod: makefile"),
+            "{stem}Function is built by the Makefile"
+        );
+        assert!(
+            makefile
+                .lines()
+                .any(|line| line == format!("build-{stem}Function: BIN = {function}")),
+            "the Makefile's build-{stem}Function builds {function}"
         );
     }
 }

@@ -1,0 +1,24 @@
+# `sam build` runs one target of this file per function of template.yaml (`BuildMethod:
+# makefile`), in a copy of the checkout: each builds its binary for arm64 with the `lambda` profile
+# of Cargo.toml (fat LTO, one codegen unit, opt-level "z": binaries under 10 MB; BENCHMARKS.md)
+# and puts it in ARTIFACTS_DIR as `bootstrap`. The SAM CLI's own rust-cargolambda builder always
+# builds with `--release`, which is also what `serve` is built with: hence this file.
+# Needs cargo-lambda and zig (docs/aws.md).
+
+CARGO_LAMBDA ?= cargo lambda
+
+build-RegisterEventFunction: BIN = register-event
+build-SendEventFunction: BIN = send-event
+build-SendEventsFunction: BIN = send-events
+build-GetSchemaFunction: BIN = get-schema
+build-VersionsFunction: BIN = versions
+build-CompatibilityFunction: BIN = compatibility
+build-CheckCompatibilityFunction: BIN = check-compatibility
+build-ValidateFunction: BIN = validate
+build-ListEventsFunction: BIN = list-events
+build-RejectedFunction: BIN = rejected
+build-ReplayFunction: BIN = replay
+
+build-%:
+	$(CARGO_LAMBDA) build --profile lambda --arm64 --locked --bin $(BIN) \
+		--lambda-dir "$(ARTIFACTS_DIR)" --flatten $(BIN)
