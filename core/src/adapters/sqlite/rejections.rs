@@ -10,8 +10,8 @@
 //! Storage is bounded per pair: each `keep` deletes the pair's rows older than the TTL and
 //! those beyond its newest [`MAX_REJECTIONS_PER_PAIR`] (numbered as they are kept, so both are
 //! range deletes), so a flood of invalid events replaces old rejections instead of growing
-//! the file. A pair that stops receiving them keeps at most
-//! that many rows, hidden from reads once expired.
+//! the file. A pair that stops receiving them keeps at most that many rows, hidden from reads
+//! once expired.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
