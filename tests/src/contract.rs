@@ -695,11 +695,13 @@ pub mod idempotency {
         SystemTime::now() + Duration::from_secs(30)
     }
 
+    /// Not even UTF-8, with NULs and an escaped NUL as text: every store keeps the body as
+    /// bytes, never as text (a PostgreSQL `text` or `jsonb` column would refuse or alter it).
     fn answer() -> KeptAnswer {
-        KeptAnswer {
-            status: 207,
-            body: br#"{"code":"FAILED","msg":"some events were not sent"}"#.to_vec(),
-        }
+        let mut body = br#"{"code":"FAILED","msg":"\u0000"}"#.to_vec();
+        body.extend([0, 0xff, 0xc3, 0x28, 0]);
+        body.extend(0..=255u8);
+        KeptAnswer { status: 207, body }
     }
 
     pub async fn the_first_request_starts_and_the_next_finds_it_in_progress(

@@ -93,49 +93,6 @@ async fn twenty_requests_through_two_gateways_have_one_winner_then_one_resumes()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kept_answer_of_any_bytes_is_given_back_byte_for_byte() {
-    let store: Arc<dyn IdempotencyStore> = Arc::new(store_at(&url()).await);
-    let (client, event) = pair();
-    let print = Fingerprint::of("send_event", b"[1]", None);
-    let answer = KeptAnswer {
-        status: 422,
-        body: vec![
-            b'{', 0, 0xff, 0xc3, 0x28, b'\\', b'u', b'0', b'0', b'0', b'0', b'}', 0,
-        ],
-    };
-    store
-        .begin(
-            &client,
-            &event,
-            &key("k"),
-            print,
-            &[EventId::new()],
-            lease(),
-            deadline(),
-        )
-        .await
-        .unwrap();
-
-    store
-        .complete(&client, &event, &key("k"), &answer, deadline())
-        .await
-        .unwrap();
-    let again = store
-        .begin(
-            &client,
-            &event,
-            &key("k"),
-            print,
-            &[EventId::new()],
-            lease(),
-            deadline(),
-        )
-        .await;
-
-    assert_eq!(again.unwrap(), Begin::Completed(answer));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_whose_retention_ran_out_is_free_for_another_request() {
     // Given a key that answered, and whose record then expired.
     let store: Arc<dyn IdempotencyStore> = Arc::new(store_at(&url()).await);
