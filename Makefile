@@ -20,6 +20,8 @@ build-ListEventsFunction: BIN = list-events
 build-RejectedFunction: BIN = rejected
 build-ReplayFunction: BIN = replay
 
+# `--package`, not `--bin`: cargo resolves features for the packages it selects, and `--bin`
+# alone selects every default member (the CLI's and the tests' SQLite came with it: +1.6 MB).
 build-%:
-	$(CARGO_LAMBDA) build --profile lambda --arm64 --locked --bin $(BIN) \
+	$(CARGO_LAMBDA) build --profile lambda --arm64 --locked --package $(BIN) \
 		--lambda-dir "$(ARTIFACTS_DIR)" --flatten $(BIN)

@@ -15,8 +15,7 @@ use crate::config::{
     StoreConfig, StreamConfig,
 };
 use crate::error::{Cause, cause};
-use crate::http::Auth;
-use crate::http::{Limits, MetricsRender};
+use crate::http::{Auth, Limits, MetricsRender, Routes};
 use crate::import::{ImportError, ImportReport};
 use crate::ports::{
     EventSource, EventStream, IdempotencyStore, RejectionStore, SchemaStore, StoreError,
@@ -214,6 +213,11 @@ impl App {
 
     /// The HTTP API over this app's processor.
     pub fn router(&self) -> axum::Router {
+        self.router_of(Routes::ALL)
+    }
+
+    /// The HTTP API's `routes` only (a Lambda function's).
+    pub fn router_of(&self, routes: Routes) -> axum::Router {
         let api = crate::http::Api::new(self.processor.clone())
             .auth(self.auth.clone())
             .limits(self.limits);
@@ -221,7 +225,7 @@ impl App {
             Some(render) => api.metrics(render.clone()),
             None => api,
         }
-        .router()
+        .router_of(routes)
     }
 
     /// Opens the connections `backends` need before the first request does (a Lambda's init

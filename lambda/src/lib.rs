@@ -1,8 +1,9 @@
 //! The Lambda runtime edge: what every function binary under `functions/` runs.
 //!
-//! Each function is the same program (the whole router of `event_processor_core::http`); API
-//! Gateway routes only its endpoint to it. Keeping the start-up here means the `main.rs` of
-//! the functions cannot drift apart: they differ only in which backends they warm up. The core
+//! Each function is the same program over the one router of `event_processor_core::http`,
+//! mounting only its own endpoint ([`Routes`]), the only one API Gateway routes to it. Keeping
+//! the start-up here means the `main.rs` of the functions cannot drift apart: they differ only
+//! in their endpoint and in which backends they warm up. The core
 //! knows nothing of Lambda: this crate hands it what it needs from an invocation (its
 //! deadline) as plain request extensions.
 
@@ -21,6 +22,7 @@ use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 
 pub use event_processor_core::WarmUp;
+pub use event_processor_core::http::Routes;
 
 /// The longest init waits for the warm-up. Lambda allows 10 s for init, and a backend that
 /// slow is better reported by the requests that need it.
@@ -28,10 +30,10 @@ const WARM_UP_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Initialises logging as the function's logging configuration asks (`AWS_LAMBDA_LOG_FORMAT`,
 /// `AWS_LAMBDA_LOG_LEVEL`), builds the app from the environment once per cold start, opens the
-/// connections of `backends`, and serves invocations until the runtime stops. A start-up
+/// connections of `backends`, and serves invocations of `routes` until the runtime stops. A start-up
 /// failure is logged and exits non-zero, so Lambda reports an init error instead of answering
 /// with a half-built app.
-pub async fn run(backends: WarmUp) -> ExitCode {
+pub async fn run(routes: Routes, backends: WarmUp) -> ExitCode {
     lambda_http::tracing::init_default_subscriber();
     let metrics = emf::settings_from_env().and_then(|(namespace, function, pairs)| {
         emf::install(
@@ -53,7 +55,7 @@ pub async fn run(backends: WarmUp) -> ExitCode {
         }
     };
     warm_up(&app, backends).await;
-    match lambda_http::run(handler(&app)).await {
+    match lambda_http::run(handler(&app, routes)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = %ErrorChain(error.as_ref()), "the Lambda runtime stopped");
@@ -94,12 +96,12 @@ pub const LAMBDA_LIMITS: Limits = Limits {
 /// Lambda's invoke payload limit (synchronous invocation, request).
 pub const INVOKE_PAYLOAD_LIMIT: usize = 6_291_456;
 
-/// The app's router with [`LAMBDA_LIMITS`], fed what the HTTP layer needs to know of each
-/// invocation; the metrics the invocation recorded are written once it has its answer.
-pub fn handler(app: &App) -> axum::Router {
+/// The app's router of `routes` with [`LAMBDA_LIMITS`], fed what the HTTP layer needs to know
+/// of each invocation; the metrics the invocation recorded are written once it has its answer.
+pub fn handler(app: &App, routes: Routes) -> axum::Router {
     app.clone()
         .with_limits(LAMBDA_LIMITS)
-        .router()
+        .router_of(routes)
         .layer(axum::middleware::from_fn(flush_metrics))
         .layer(axum::middleware::map_request(from_invocation))
 }
@@ -222,6 +224,39 @@ mod tests {
         )
     }
 
+    /// A function answers its own route, and every other path as the unknown route it is to
+    /// that function (API Gateway never sends it one).
+    #[tokio::test]
+    async fn a_function_serves_its_own_route_only() {
+        use event_processor_core::adapters::memory::{MemoryEventStream, MemorySchemaStore};
+        let app = App::new(
+            std::sync::Arc::new(MemorySchemaStore::new()),
+            std::sync::Arc::new(MemoryEventStream::new()),
+        );
+        let register = api_gateway_event("/Own/Route/register_event", r#"{"type":"object"}"#);
+        let send = api_gateway_event("/Own/Route/send_event", "{}");
+
+        let send_event = handler(&app, Routes::SEND_EVENT);
+        let (status, body) = invoke(&send_event, &register).await;
+        assert_eq!(
+            (status, &body["error"]),
+            (404, &"not_found".into()),
+            "{body}"
+        );
+        let (status, body) = invoke(&send_event, &send).await;
+        assert_eq!(
+            (status, &body["error"]),
+            (404, &"event_not_registered".into()),
+            "{body}"
+        );
+
+        let register_event = handler(&app, Routes::REGISTER_EVENT);
+        assert_eq!(invoke(&register_event, &register).await.0, 201);
+        assert_eq!(invoke(&register_event, &send).await.0, 404);
+        let (status, body) = invoke(&send_event, &send).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     #[tokio::test]
     async fn a_body_at_the_limit_fits_the_invoke_payload_and_one_over_gets_the_413() {
         use event_processor_core::adapters::memory::{MemoryEventStream, MemorySchemaStore};
@@ -229,7 +264,7 @@ mod tests {
             std::sync::Arc::new(MemorySchemaStore::new()),
             std::sync::Arc::new(MemoryEventStream::new()),
         );
-        let router = handler(&app);
+        let router = handler(&app, Routes::ALL);
         let register = api_gateway_event("/Big/Strings/register_event", r#"{"type":"string"}"#);
         assert_eq!(invoke(&router, &register).await.0, 201);
 
@@ -311,7 +346,7 @@ mod tests {
             std::sync::Arc::new(MemorySchemaStore::new()),
             std::sync::Arc::new(MemoryEventStream::new()),
         );
-        let router = handler(&app);
+        let router = handler(&app, Routes::ALL);
         assert_eq!(
             call(
                 &router,

@@ -245,7 +245,7 @@ pub fn event_cases(function: &str) -> Vec<String> {
 
 /// Feeds an API Gateway HTTP API (payload 2.0) event through `router` the way the Lambda
 /// runtime does: lambda_http turns the JSON into a request, the router answers it. For a
-/// function's own path, `router` is `event_processor_lambda::handler(&app)`.
+/// function's own path, `router` is `event_processor_lambda::handler(&app, routes)`.
 pub async fn invoke(router: &axum::Router, function: &str, case: &str) -> Reply {
     let path = event_file(function, case);
     let json =

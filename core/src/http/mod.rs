@@ -122,25 +122,13 @@ impl Api {
 
     /// The whole API of API.md.
     pub fn router(self) -> Router {
-        Router::new()
-            .route("/{client}/{event}/register_event", post(register_event))
-            .route(
-                "/{client}/{event}/check_compatibility",
-                post(check_compatibility),
-            )
-            .route(SEND_EVENT, post(send_event))
-            .route(SEND_EVENTS, post(send_events))
-            .route("/{client}/{event}/validate", post(validate))
-            .route("/{client}/{event}/schema", get(get_schema))
-            .route("/{client}/{event}/versions", get(versions))
-            .route(
-                "/{client}/{event}/compatibility",
-                get(get_compatibility).put(put_compatibility),
-            )
-            .route("/{client}/list_events", get(list_events))
-            .route("/{client}/{event}/rejected", get(rejected))
-            .route("/{client}/{event}/rejected/{id}/replay", post(replay))
-            .route("/metrics", get(metrics_text))
+        self.router_of(Routes::ALL)
+    }
+
+    /// The API's `routes` only, behind the same layers (a Lambda function mounts its own
+    /// endpoint: see [`Routes`]).
+    pub fn router_of(self, routes: Routes) -> Router {
+        (routes.0)(Router::new())
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(AppState(Arc::new(self.state)))
@@ -177,6 +165,66 @@ impl Api {
             )
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
     }
+}
+
+/// Which routes of API.md a router serves: all of them (`serve`), or one Lambda function's.
+///
+/// API Gateway sends a function only its own endpoint, so a function's router needs only that
+/// route; each constant names its handlers alone, so a function's binary links only the code
+/// its endpoint reaches (not the compatibility checker into `send-event`, for instance). The
+/// answers are the same: the other paths are the 404 and 405 of any unknown route.
+#[derive(Clone, Copy)]
+pub struct Routes(fn(Router<AppState>) -> Router<AppState>);
+
+impl Routes {
+    /// Every route of API.md, and `GET /metrics`.
+    pub const ALL: Routes = Routes(|router| {
+        [
+            Routes::REGISTER_EVENT,
+            Routes::CHECK_COMPATIBILITY,
+            Routes::SEND_EVENT,
+            Routes::SEND_EVENTS,
+            Routes::VALIDATE,
+            Routes::GET_SCHEMA,
+            Routes::VERSIONS,
+            Routes::COMPATIBILITY,
+            Routes::LIST_EVENTS,
+            Routes::REJECTED,
+            Routes::REPLAY,
+        ]
+        .into_iter()
+        .fold(router, |router, routes| (routes.0)(router))
+        .route("/metrics", get(metrics_text))
+    });
+    pub const REGISTER_EVENT: Routes =
+        Routes(|router| router.route("/{client}/{event}/register_event", post(register_event)));
+    pub const CHECK_COMPATIBILITY: Routes = Routes(|router| {
+        router.route(
+            "/{client}/{event}/check_compatibility",
+            post(check_compatibility),
+        )
+    });
+    pub const SEND_EVENT: Routes = Routes(|router| router.route(SEND_EVENT, post(send_event)));
+    pub const SEND_EVENTS: Routes = Routes(|router| router.route(SEND_EVENTS, post(send_events)));
+    pub const VALIDATE: Routes =
+        Routes(|router| router.route("/{client}/{event}/validate", post(validate)));
+    pub const GET_SCHEMA: Routes =
+        Routes(|router| router.route("/{client}/{event}/schema", get(get_schema)));
+    pub const VERSIONS: Routes =
+        Routes(|router| router.route("/{client}/{event}/versions", get(versions)));
+    /// `GET` and `PUT`: one function serves both.
+    pub const COMPATIBILITY: Routes = Routes(|router| {
+        router.route(
+            "/{client}/{event}/compatibility",
+            get(get_compatibility).put(put_compatibility),
+        )
+    });
+    pub const LIST_EVENTS: Routes =
+        Routes(|router| router.route("/{client}/list_events", get(list_events)));
+    pub const REJECTED: Routes =
+        Routes(|router| router.route("/{client}/{event}/rejected", get(rejected)));
+    pub const REPLAY: Routes =
+        Routes(|router| router.route("/{client}/{event}/rejected/{id}/replay", post(replay)));
 }
 
 async fn register_event(

@@ -149,13 +149,21 @@ pub(super) fn run(mut conn: Connection, commands: mpsc::Receiver<Command>, count
                 Err(_) => break,
             }
         }
-        let answered = group.len();
-        if commit_group(&mut conn, group) {
+        let (committed, answers) = commit_group(&mut conn, group);
+        if committed {
             counters.commits.fetch_add(1, Ordering::Relaxed);
         }
-        counters.pending.fetch_sub(answered, Ordering::SeqCst);
+        // Counted out before they are answered: a caller that has its answer never sees its
+        // own command still pending.
+        counters.pending.fetch_sub(answers.len(), Ordering::SeqCst);
+        for (command, done) in answers {
+            command.answer(done);
+        }
     }
 }
+
+/// A command and what it came to, to be answered.
+type Answer = (Command, Result<Done, Cause>);
 
 /// What one command of a committed group came to.
 enum Done {
@@ -164,13 +172,16 @@ enum Done {
     Begun(Begin),
 }
 
-/// Executes a group of commands in one transaction and answers each after the commit.
+/// Executes a group of commands in one transaction; returns whether it committed, and each
+/// command with what it came to, to be answered once the transaction is over.
 /// If a statement fails, the whole transaction is rolled back and every command in it fails:
 /// nothing is half-written and nothing unacknowledged is reported as written. A row this code
 /// cannot read (`DbError::Corrupt`) fails only the command that read it: commands read before
 /// they write, so that command wrote nothing, and the others' writes are sound.
-/// Returns whether the group committed.
-fn commit_group(conn: &mut Connection, group: Vec<Command>) -> bool {
+fn commit_group(
+    conn: &mut Connection,
+    group: Vec<Command>,
+) -> (bool, Vec<Answer>) {
     let outcome = (|| -> Result<Vec<Result<Done, Cause>>, DbError> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut done = Vec::with_capacity(group.len());
@@ -185,19 +196,15 @@ fn commit_group(conn: &mut Connection, group: Vec<Command>) -> bool {
         Ok(done)
     })();
     match outcome {
-        Ok(done) => {
-            for (command, done) in group.into_iter().zip(done) {
-                command.answer(done);
-            }
-            true
-        }
+        Ok(done) => (true, group.into_iter().zip(done).collect()),
         Err(error) => {
             tracing::error!(%error, commands = group.len(), "SQLite group commit failed; rolled back");
             let error: Cause = cause(error);
-            for command in group {
-                command.fail(error.clone());
-            }
-            false
+            let failed = group
+                .into_iter()
+                .map(|command| (command, Err(error.clone())))
+                .collect();
+            (false, failed)
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use event_processor_core::App;
+use event_processor_core::http::Routes;
 use event_processor_core::ports::SchemaStore;
 use event_processor_tests::api::Reply;
 use event_processor_tests::aws::{
@@ -113,9 +114,29 @@ const CASES: &[(&str, &[&str])] = &[
 ];
 
 /// Runs one events/ file through the function's handler: the Lambda glue (the invocation's
-/// request context handed to the HTTP layer) over the app's router.
+/// request context handed to the HTTP layer) over the app's router of the function's route.
 async fn run(app: &App, function: &str, case: &str) -> Reply {
-    invoke(&event_processor_lambda::handler(app), function, case).await
+    invoke(&handler(app, function), function, case).await
+}
+
+/// The handler `function`'s main.rs runs (its `Routes` constant is checked by the house rule).
+fn handler(app: &App, function: &str) -> axum::Router {
+    let routes = match function {
+        "register-event" => Routes::REGISTER_EVENT,
+        "check-compatibility" => Routes::CHECK_COMPATIBILITY,
+        "send-event" => Routes::SEND_EVENT,
+        "send-events" => Routes::SEND_EVENTS,
+        "validate" => Routes::VALIDATE,
+        "get-schema" => Routes::GET_SCHEMA,
+        "versions" => Routes::VERSIONS,
+        "compatibility" => Routes::COMPATIBILITY,
+        // The `$default` route's target: every route, for the contract's 404 and 405.
+        "list-events" => Routes::ALL,
+        "rejected" => Routes::REJECTED,
+        "replay" => Routes::REPLAY,
+        other => panic!("no function {other}"),
+    };
+    event_processor_lambda::handler(app, routes)
 }
 
 /// A fresh app on which `events/register-event/json.json` (SpongeBob/Fruits) was registered.
@@ -163,7 +184,8 @@ fn every_events_file_is_driven_by_a_test() {
     assert_eq!(folders, functions, "every events/ folder is in CASES");
 }
 
-/// The house rule: package = binary = SAM logical id stem = events/ folder = Makefile target.
+/// The house rule: package = binary = SAM logical id stem = events/ folder = Makefile target =
+/// `Routes` constant its main.rs mounts.
 #[test]
 fn every_function_has_its_package_its_template_function_and_its_build_target() {
     let template = std::fs::read_to_string(workspace().join("template.yaml")).unwrap();
@@ -209,6 +231,19 @@ fn every_function_has_its_package_its_template_function_and_its_build_target() {
                 .lines()
                 .any(|line| line == format!("build-{stem}Function: BIN = {function}")),
             "the Makefile's build-{stem}Function builds {function}"
+        );
+        let main = workspace()
+            .join("functions")
+            .join(function)
+            .join("src/main.rs");
+        let main = std::fs::read_to_string(&main).unwrap();
+        let routes = match *function {
+            "list-events" => "ALL".to_owned(),
+            _ => function.to_uppercase().replace('-', "_"),
+        };
+        assert!(
+            main.contains(&format!("event_processor_lambda::run(Routes::{routes}, ")),
+            "{function} mounts Routes::{routes}"
         );
     }
 }
@@ -936,18 +971,15 @@ async fn run_for(app: &App, function: &str, case: &str, id: &str) -> Reply {
         .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
         .replace(SAMPLE_REJECTION_ID, id);
     let request = lambda_http::request::from_str(&json).expect("an API Gateway event");
-    event_processor_tests::api::send(
-        &event_processor_lambda::handler(app),
-        request.map(axum::body::Body::new),
-    )
-    .await
+    event_processor_tests::api::send(&handler(app, function), request.map(axum::body::Body::new))
+        .await
 }
 
 /// Sends `event` to SpongeBob/Fruits through the app's handler, expecting it refused for its
 /// content, and returns the status.
 async fn send_refused(app: &App, event: Value) -> StatusCode {
     let reply = event_processor_tests::api::post_json(
-        &event_processor_lambda::handler(app),
+        &handler(app, "send-event"),
         "/SpongeBob/Fruits/send_event",
         &event,
     )
