@@ -22,6 +22,10 @@ use event_processor_core::http::{Auth, MetricsRender};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tracing_subscriber::EnvFilter;
 
+/// See Cargo.toml: the hot path's allocations cost half as much as with the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,

@@ -178,10 +178,7 @@ enum Done {
 /// nothing is half-written and nothing unacknowledged is reported as written. A row this code
 /// cannot read (`DbError::Corrupt`) fails only the command that read it: commands read before
 /// they write, so that command wrote nothing, and the others' writes are sound.
-fn commit_group(
-    conn: &mut Connection,
-    group: Vec<Command>,
-) -> (bool, Vec<Answer>) {
+fn commit_group(conn: &mut Connection, group: Vec<Command>) -> (bool, Vec<Answer>) {
     let outcome = (|| -> Result<Vec<Result<Done, Cause>>, DbError> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut done = Vec::with_capacity(group.len());
