@@ -1,6 +1,6 @@
 # `sam build` runs one target of this file per function of template.yaml (`BuildMethod:
 # makefile`), in a copy of the checkout: each builds its binary for arm64 with the `lambda` profile
-# of Cargo.toml (fat LTO, one codegen unit, opt-level "z": 11.6 MB instead of 18.1; BENCHMARKS.md)
+# of Cargo.toml (fat LTO, one codegen unit, opt-level "z": 9.8 MB for send-event; BENCHMARKS.md)
 # and puts it in ARTIFACTS_DIR as `bootstrap`. The SAM CLI's own rust-cargolambda builder runs
 # `cargo lambda build --release`, which is what `serve` is built with and to which cargo-lambda
 # adds panic = "abort" (a panic would kill the function instead of answering 500): hence this file.
