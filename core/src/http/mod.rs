@@ -171,9 +171,11 @@ impl Api {
 ///
 /// API Gateway sends a function only its own endpoint, so a function's router needs only that
 /// route; each constant names its handlers alone, so a function's binary links only the code
-/// its endpoint reaches (not the compatibility checker into `send-event`, for instance). The
-/// answers are the same: the other paths are the 404 and 405 of any unknown route.
-#[derive(Clone, Copy)]
+/// its endpoint reaches (not the compatibility checker into `send-event`, for instance). Its
+/// route answers as in `serve`; any other path is an unknown route to it (404). API Gateway's
+/// `$default` route, which receives what no route matches, goes to a function that mounts
+/// [`Routes::ALL`], so a wrong method still gets its 405 with `Allow`.
+#[derive(Clone, Copy, Debug)]
 pub struct Routes(fn(Router<AppState>) -> Router<AppState>);
 
 impl Routes {
