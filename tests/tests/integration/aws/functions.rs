@@ -237,6 +237,8 @@ fn every_function_has_its_package_its_template_function_and_its_build_target() {
             .join(function)
             .join("src/main.rs");
         let main = std::fs::read_to_string(&main).unwrap();
+        // `list-events` answers the `$default` route (what no route matches), so it mounts
+        // every route: a wrong method gets its 405 with `Allow`, not a 404.
         let routes = match *function {
             "list-events" => "ALL".to_owned(),
             _ => function.to_uppercase().replace('-', "_"),
@@ -246,6 +248,12 @@ fn every_function_has_its_package_its_template_function_and_its_build_target() {
             "{function} mounts Routes::{routes}"
         );
     }
+    assert!(
+        template.contains(
+            "RouteKey: \"$default\"\n      Target: !Sub \"integrations/${ListEventsIntegration}\""
+        ),
+        "the $default route goes to list-events, the function that mounts every route"
+    );
 }
 
 mod register_event {
