@@ -1,6 +1,6 @@
 //! Who is calling, decided once per request before routing, and the scope each route needs.
 //!
-//! A layer turns the request into a [`Caller`] (or a `401 unauthenticated`): anyone with
+//! The edge layer turns the request into a [`Caller`] (or a `401 unauthenticated`): anyone with
 //! `AUTH=none`; the principal of a bearer token `serve` verified itself; or the principal of
 //! the claims API Gateway's JWT authorizer verified and the Lambda glue handed over
 //! ([`AuthorizerClaims`]). Then each route's `Pair` / `Client` extractor asks whether the caller
@@ -9,10 +9,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use crate::auth::{Action, AuthError, JwtVerifier, Principal};
@@ -86,13 +84,9 @@ impl Caller {
     }
 }
 
-/// The layer: decides the [`Caller`] of every request, or answers 401.
-pub(crate) async fn authenticate(
-    State(auth): State<Auth>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let caller = match &auth {
+/// The [`Caller`] of a request, or why it is not authenticated (answered 401 by the edge).
+pub(crate) fn caller(auth: &Auth, request: &Request) -> Result<Caller, Unauthenticated> {
+    match auth {
         Auth::Off => Ok(Caller::Anyone),
         Auth::Verify(verifier) => {
             // A header value that is not visible ASCII is no bearer token: the verifier
@@ -111,13 +105,6 @@ pub(crate) async fn authenticate(
             .get::<AuthorizerClaims>()
             .map(|claims| Caller::Principal(claims.principal(scope_prefix)))
             .ok_or(Unauthenticated::NoAuthorizerClaims),
-    };
-    match caller {
-        Ok(caller) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
-        Err(error) => ApiError::Unauthenticated(error).into_response(),
     }
 }
 

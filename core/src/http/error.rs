@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::auth::Unauthenticated;
-use super::observe::Logged;
+use super::edge::Logged;
 use super::response::{Code, FailureDetails, Reply};
 use crate::auth::Action;
 use crate::compat::UnknownMode;

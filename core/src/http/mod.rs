@@ -7,10 +7,10 @@
 
 mod auth;
 mod body;
+mod edge;
 mod error;
 mod extract;
 mod idempotent;
-mod observe;
 mod response;
 
 use std::sync::Arc;
@@ -22,24 +22,20 @@ use axum::extract::State;
 use axum::http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
-use tracing::field;
 
 pub use auth::{Auth, AuthorizerClaims, Unauthenticated};
 pub use body::{DRAIN_LIMIT, DRAIN_TIME, Limits};
+pub use edge::LambdaRequestId;
 pub use error::{ApiError, RETRY_AFTER_SECS};
 pub use extract::{INVOCATION_MARGIN, InvocationDeadline, MAX_BATCH_ITEMS};
-pub use observe::LambdaRequestId;
 
 use crate::processor::{BatchVerdict, Item, Processor, Registered, Submission};
 use auth::{ToRead, ToRegister, ToSend};
+use edge::Logged;
 use extract::{
     Batch, Client, Document, EventDocument, IdempotencyHeader, ModeBody, Paging, Pair, RejectionId,
     RequestDeadline, RequestId, SchemaDocument, Submitted, VersionQuery,
 };
-use observe::Logged;
 use response::Reply;
 
 /// How long a request may take when nothing shorter is imposed (a Lambda invocation imposes
@@ -132,38 +128,9 @@ impl Api {
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(AppState(Arc::new(self.state)))
-            // Before routing: an unauthenticated request learns nothing, not even which routes exist.
-            .layer(axum::middleware::from_fn_with_state(
-                self.auth,
-                auth::authenticate,
-            ))
-            .layer(CatchPanicLayer::custom(panic_response))
-            .layer(axum::middleware::from_fn(observe::observe))
-            .layer(axum::middleware::from_fn(run_to_completion))
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(
-                // The span gives every line a request logs its context; the request's own
-                // line is `observe`'s.
-                TraceLayer::new_for_http()
-                    .make_span_with(|request: &Request<Body>| {
-                        let request_id = request
-                            .headers()
-                            .get("x-request-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default();
-                        tracing::info_span!(
-                            "request",
-                            method = %request.method(),
-                            path = %request.uri().path(),
-                            request_id,
-                            client = field::Empty,
-                            event = field::Empty,
-                        )
-                    })
-                    .on_response(())
-                    .on_failure(()),
-            )
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            // Every route and the fallbacks: a request to no route gets its id, its log line
+            // and its 401 like any other.
+            .layer(axum::middleware::from_fn_with_state(self.auth, edge::edge))
     }
 }
 
@@ -597,38 +564,4 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 
 async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method.to_string())
-}
-
-/// Runs every request to its end in a task of its own. Hyper drops a request's future when its
-/// client disconnects (a producer's own timeout, typically, before it retries): a send cut off
-/// there would leave its idempotency key held until the lease ran out, a rejection neither
-/// kept nor counted, and no log line. In its own task the request finishes, and its answer is
-/// kept for the retry.
-async fn run_to_completion(request: Request<Body>, next: axum::middleware::Next) -> Response {
-    match tokio::spawn(next.run(request)).await {
-        Ok(response) => response,
-        Err(error) if error.is_panic() => panic_response(error.into_panic()),
-        // Only when the runtime shuts down under the request.
-        Err(error) => {
-            tracing::error!(%error, "request task cancelled");
-            ApiError::AnswerLost.into_response()
-        }
-    }
-}
-
-/// Last line of defence: a panic becomes a logged JSON 500, never a dropped connection.
-fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let detail = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    tracing::error!(panic = %detail, "handler panicked");
-    Reply {
-        code: response::Code::Failed,
-        msg: "internal error".into(),
-        error: Some("internal_error"),
-        body: response::FailureDetails::default(),
-    }
-    .with_status(StatusCode::INTERNAL_SERVER_ERROR)
 }

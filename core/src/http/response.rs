@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::observe::Logged;
+use super::edge::Logged;
 use crate::compat::{Incompatibility, Mode};
 use crate::domain::{ClientId, EventId, EventName, SchemaVersion};
 use crate::ports::{RegisteredEvent, Rejection, VersionInfo};

@@ -731,6 +731,49 @@ async fn a_request_id_given_by_the_client_is_kept() {
     assert_eq!(reply.headers["x-request-id"], "client-chosen-42");
 }
 
+/// A stream whose every publish panics: a bug in a port must not take the connection down.
+struct Panics;
+
+#[async_trait::async_trait]
+impl event_processor_core::ports::EventStream for Panics {
+    async fn publish(
+        &self,
+        _: &event_processor_core::envelope::Envelope,
+        _: event_processor_core::retry::Deadline,
+    ) -> Result<(), event_processor_core::ports::StreamError> {
+        panic!("a bug in the stream adapter")
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_a_request_is_a_json_500_with_its_request_id_and_the_router_goes_on() {
+    let store = Arc::new(MemorySchemaStore::new());
+    let router = Api::new(Processor::new(store, Arc::new(Panics))).router();
+    let registered = api::post_json(
+        &router,
+        "/SpongeBob/Fruits/register_event",
+        &json!({"required": ["fruit"]}),
+    )
+    .await;
+    assert_eq!(registered.status, StatusCode::CREATED);
+
+    let request = Request::post("/SpongeBob/Fruits/send_event")
+        .header(header::CONTENT_TYPE, JSON)
+        .header("x-request-id", "the-panicking-one")
+        .body(Body::from(r#"{"fruit":"kiwi"}"#))
+        .unwrap();
+    let reply = api::send(&router, request).await;
+    assert_failure(&reply, StatusCode::INTERNAL_SERVER_ERROR, "internal_error");
+    assert_eq!(
+        reply.body["msg"], "internal error",
+        "no internals in the body"
+    );
+    assert_eq!(reply.headers["x-request-id"], "the-panicking-one");
+
+    let after = api::get(&router, "/SpongeBob/list_events").await;
+    assert_eq!(after.status, StatusCode::OK, "{:?}", after.body);
+}
+
 // ---- batch: send_events ------------------------------------------------------------------
 
 async fn batch(gw: &Gateway, items: Value) -> Reply {

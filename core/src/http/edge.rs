@@ -1,0 +1,206 @@
+//! The edge of every request, in one layer: its id, its span, its task, its caller, and its
+//! log line and metrics (API.md, "Observability").
+//!
+//! These were six layers (tower-http's request id, propagation, trace and catch-panic, and
+//! three `from_fn`s). Each layer boxes a future and clones its inner service for every request;
+//! together they cost `serve` a third of its throughput against a bare axum endpoint (see
+//! BENCHMARKS.md), for work that is a few lines here.
+//!
+//! The handlers say what they know through response extensions ([`Logged`]): the version an
+//! event was checked against, a batch's size, the stable `error` of a failure. This layer
+//! adds what it sees itself (route, status, duration, ids) and writes the line once, so the
+//! line has the same fields in every runtime and no handler can forget it.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
+use tracing::{Instrument, field};
+use uuid::Uuid;
+
+use super::auth::{self, Auth};
+use super::error::ApiError;
+use super::response::{self as reply, Reply};
+
+use crate::domain::{ClientId, EventName, SchemaVersion};
+use crate::metrics;
+
+/// What a handler knows of its request, for the log line.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Logged {
+    pub version: Option<SchemaVersion>,
+    pub items: Option<usize>,
+    pub error: Option<&'static str>,
+}
+
+impl Logged {
+    /// Adds what `self` knows to what `response` already says.
+    pub fn on(self, response: &mut Response) {
+        let logged = response.extensions_mut().get_or_insert_default::<Logged>();
+        logged.version = self.version.or(logged.version);
+        logged.items = self.items.or(logged.items);
+        logged.error = self.error.or(logged.error);
+    }
+}
+
+/// The id of the Lambda invocation serving the request, which the Lambda glue puts in the
+/// request's extensions (`serve` has none): logged beside the request id.
+#[derive(Debug, Clone)]
+pub struct LambdaRequestId(pub String);
+
+/// Route label of requests that matched no route: a bounded label, never the raw path.
+const UNMATCHED: &str = "unmatched";
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The layer. The request keeps the `x-request-id` its client sent, or gets a new one, and its
+/// answer carries it. The rest runs in a task of its own, inside the request's span: hyper
+/// drops a request's future when its client disconnects (a producer's own timeout, typically,
+/// before it retries), and a send cut off there would leave its idempotency key held until the
+/// lease ran out, a rejection neither kept nor counted, and no log line. In its own task the
+/// request finishes, and its answer is kept for the retry.
+pub(crate) async fn edge(
+    State(auth): State<Auth>,
+    params: Result<RawPathParams, RawPathParamsRejection>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let request_id = match request.headers().get(X_REQUEST_ID) {
+        Some(id) => id.clone(),
+        None => {
+            let id = Uuid::now_v7();
+            let id =
+                HeaderValue::from_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()))
+                    .expect("a UUID is a valid header value");
+            request.headers_mut().insert(X_REQUEST_ID, id.clone());
+            id
+        }
+    };
+    // The span gives every line the request logs its context (`serve`'s JSON mode makes no
+    // spans: its lines carry no span fields).
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = request_id.to_str().unwrap_or_default(),
+        client = field::Empty,
+        event = field::Empty,
+    );
+    let task = observed(auth, params, request, next).instrument(span);
+    let mut response = match tokio::spawn(task).await {
+        Ok(response) => response,
+        Err(error) if error.is_panic() => panic_response(error.into_panic()),
+        // Only when the runtime shuts down under the request.
+        Err(error) => {
+            tracing::error!(%error, "request task cancelled");
+            ApiError::AnswerLost.into_response()
+        }
+    };
+    response
+        .headers_mut()
+        .entry(X_REQUEST_ID)
+        .or_insert(request_id);
+    response
+}
+
+/// Authenticates the request, runs its route with panics caught, then logs it and records its
+/// metrics.
+async fn observed(
+    auth: Auth,
+    params: Result<RawPathParams, RawPathParamsRejection>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str)
+        .to_owned();
+    let lambda_request_id = request
+        .extensions()
+        .get::<LambdaRequestId>()
+        .map(|id| id.0.clone());
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        // A client's id: bounded, as everything a client puts in a log line.
+        .map(|id| id.chars().take(200).collect::<String>());
+    // Only names that pass the name rule reach the log: no path text of a client's choosing.
+    let (mut client, mut event) = (None, None);
+    if let Ok(params) = &params {
+        for (name, value) in params {
+            match name {
+                "client" => client = ClientId::parse(value).ok(),
+                "event" => event = EventName::parse(value).ok(),
+                _ => {}
+            }
+        }
+    }
+
+    let answer = async {
+        // Before the route's extractors: an unauthenticated request learns nothing, not even
+        // which routes exist.
+        match auth::caller(&auth, &request) {
+            Ok(caller) => {
+                request.extensions_mut().insert(caller);
+                next.run(request).await
+            }
+            Err(error) => ApiError::Unauthenticated(error).into_response(),
+        }
+    };
+    let response = AssertUnwindSafe(answer)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(panic_response);
+
+    let duration = started.elapsed();
+    let status = response.status().as_u16();
+    let logged = response
+        .extensions()
+        .get::<Logged>()
+        .copied()
+        .unwrap_or_default();
+    metrics::request(&route, status, duration);
+    tracing::info!(
+        target: "event_processor::request",
+        request_id = request_id.as_deref(),
+        lambda_request_id = lambda_request_id.as_deref(),
+        method = %method,
+        route,
+        client = client.as_ref().map(ClientId::as_str),
+        event = event.as_ref().map(EventName::as_str),
+        version = logged.version.map(SchemaVersion::get),
+        status,
+        error = logged.error,
+        items = logged.items,
+        duration_ms = duration.as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+/// Last line of defence: a panic becomes a logged JSON 500, never a dropped connection.
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %detail, "handler panicked");
+    Reply {
+        code: reply::Code::Failed,
+        msg: "internal error".into(),
+        error: Some("internal_error"),
+        body: reply::FailureDetails::default(),
+    }
+    .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+}
