@@ -1,7 +1,7 @@
 //! The whole HTTP layer on memory backends: arbitrary method, path, query, content type,
 //! `Authorization` header and body, with `AUTH=none` and with `AUTH=jwt`.
 //! Property: every request gets a JSON answer, and none is a 5xx (the memory backends never
-//! fail, so a 5xx could only come from a bug reaching the catch-panic layer).
+//! fail, so a 5xx could only come from a bug reaching the edge layer's panic catch).
 #![no_main]
 
 use std::sync::{Arc, LazyLock};

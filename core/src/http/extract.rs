@@ -229,7 +229,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
 /// The header of an idempotent request.
 pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-/// The request's id (`x-request-id`, set by the request-id layer if the client sent none),
+/// The request's id (`x-request-id`, set by the edge layer if the client sent none),
 /// kept with the rejections it causes.
 #[derive(Debug)]
 pub(crate) struct RequestId(pub Option<String>);
