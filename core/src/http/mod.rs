@@ -121,7 +121,7 @@ impl Api {
         self.router_of(Routes::ALL)
     }
 
-    /// The API's `routes` only, behind the same layers (a Lambda function mounts its own
+    /// The API's `routes` only, behind the same edge layer (a Lambda function mounts its own
     /// endpoint: see [`Routes`]).
     pub fn router_of(self, routes: Routes) -> Router {
         (routes.0)(Router::new())
