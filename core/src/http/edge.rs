@@ -209,3 +209,91 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     }
     .with_status(StatusCode::INTERNAL_SERVER_ERROR)
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// The `requests_total` samples (route, status, count) of the requests `run` makes, with a
+    /// recorder of this thread's own; the spawned request tasks run on it too (current-thread
+    /// runtime).
+    fn requests_counted(run: impl AsyncFnOnce()) -> Vec<(String, String, u64)> {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        ::metrics::with_local_recorder(&recorder, || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(run())
+        });
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| match value {
+                DebugValue::Counter(n) if key.key().name() == metrics::REQUESTS => {
+                    let label = |name| {
+                        key.key()
+                            .labels()
+                            .find(|l| l.key() == name)
+                            .map(|l| l.value().to_owned())
+                            .unwrap_or_default()
+                    };
+                    Some((label("route"), label("status"), n))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn boom() -> &'static str {
+        panic!("a bug")
+    }
+
+    fn router(auth: Auth) -> Router {
+        Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" }))
+            .layer(axum::middleware::from_fn_with_state(auth, edge))
+    }
+
+    async fn status(router: &Router, path: &str) -> u16 {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert!(response.headers().contains_key(X_REQUEST_ID), "{path}");
+        response.status().as_u16()
+    }
+
+    /// A panic is caught inside the request's task, so the 500 is observed like any answer;
+    /// a 401 too. Without the inner catch, the task's join error would answer the same 500
+    /// but record nothing.
+    #[test]
+    fn a_panic_and_a_401_are_counted_like_any_request() {
+        let counted = requests_counted(async || {
+            let open = router(Auth::Off);
+            assert_eq!(status(&open, "/boom").await, 500);
+            assert_eq!(status(&open, "/fine").await, 200);
+            let closed = router(Auth::Authorizer {
+                scope_prefix: "".into(),
+            });
+            assert_eq!(status(&closed, "/fine").await, 401);
+        });
+        let count = |route: &str, status: &str| {
+            counted
+                .iter()
+                .filter(|(r, s, _)| r == route && s == status)
+                .map(|(_, _, n)| n)
+                .sum::<u64>()
+        };
+        assert_eq!(count("/boom", "500"), 1, "{counted:?}");
+        assert_eq!(count("/fine", "200"), 1, "{counted:?}");
+        assert_eq!(count("/fine", "401"), 1, "{counted:?}");
+    }
+}
