@@ -20,6 +20,7 @@ use event_processor_core::config::{
 use event_processor_core::error::ErrorChain;
 use event_processor_core::http::{Auth, MetricsRender};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::FilterFn;
 use tracing_subscriber::fmt;
@@ -125,10 +126,13 @@ async fn main() -> ExitCode {
         Command::Serve { .. } | Command::Setup { .. } => "info",
         _ => "warn",
     };
-    if let Err(error) = init_logging(default_level) {
-        eprintln!("error: {error}");
-        return ExitCode::FAILURE;
-    }
+    let logs = match init_logging(default_level) {
+        Ok(logs) => logs,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
 
     let result: Result<(), BoxError> = match cli.command {
         Command::Serve {
@@ -155,6 +159,8 @@ async fn main() -> ExitCode {
             schema_store,
         } => listen(args, &event_stream, &schema_store).await,
     };
+    // Writes out the lines still queued, before the command's own last word.
+    drop(logs);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -171,7 +177,13 @@ const LOG_FORMAT_VAR: &str = "LOG_FORMAT";
 /// level) when `LOG_FORMAT=json` or when stderr is not a terminal (a service manager, a
 /// container, a file: something that ships logs), readable text on a terminal. Colours only
 /// on a terminal, so a file never holds escape codes.
-fn init_logging(default_level: &str) -> Result<(), BoxError> {
+///
+/// The lines are written by a thread of their own, which writes what queued up while it wrote
+/// in one system call: under load, one `write` per line was a system call per request beside
+/// the socket's own (BENCHMARKS.md). Nothing is dropped (a full queue makes the logging thread
+/// wait, as a slow stderr did before), and what is queued is written out when the returned
+/// guard drops: keep it until the command ends.
+fn init_logging(default_level: &str) -> Result<WorkerGuard, BoxError> {
     let terminal = std::io::stderr().is_terminal();
     let json = match std::env::var(LOG_FORMAT_VAR).as_deref() {
         Ok("json") => true,
@@ -183,6 +195,10 @@ fn init_logging(default_level: &str) -> Result<(), BoxError> {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let logs = tracing_subscriber::registry().with(filter);
     if json {
         // A JSON line carries no span fields (the request line names its request itself), so
@@ -191,7 +207,7 @@ fn init_logging(default_level: &str) -> Result<(), BoxError> {
         logs.with(FilterFn::new(|metadata| !metadata.is_span()))
             .with(
                 fmt::layer()
-                    .with_writer(std::io::stderr)
+                    .with_writer(writer)
                     .with_ansi(terminal)
                     .json()
                     .flatten_event(true)
@@ -200,14 +216,10 @@ fn init_logging(default_level: &str) -> Result<(), BoxError> {
             )
             .init();
     } else {
-        logs.with(
-            fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(terminal),
-        )
-        .init();
+        logs.with(fmt::layer().with_writer(writer).with_ansi(terminal))
+            .init();
     }
-    Ok(())
+    Ok(guard)
 }
 
 /// Buckets of `request_duration_seconds`: from a cache-warm 1 ms to the 10 s request budget.

@@ -53,6 +53,11 @@ macro_rules! name_type {
                 Ok(Self(raw.to_owned()))
             }
 
+            /// Whether `raw` passes the name rule, without making a name of it.
+            pub fn is_valid(raw: &str) -> bool {
+                check_name(raw).is_ok()
+            }
+
             pub fn as_str(&self) -> &str {
                 &self.0
             }

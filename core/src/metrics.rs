@@ -7,8 +7,12 @@
 //! never a concrete path; `client` and `event` are names that passed the name rule and were
 //! registered or at least asked for by an authenticated caller.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
+
+use axum::http::StatusCode;
 
 use crate::domain::{ClientId, EventName};
 
@@ -39,12 +43,37 @@ fn pair_labels(client: &ClientId, event: &EventName) -> Vec<metrics::Label> {
     }
 }
 
-/// One answered request.
-pub fn request(route: &str, status: u16, duration: Duration) {
-    metrics::counter!(REQUESTS, "route" => route.to_owned(), "status" => status.to_string())
-        .increment(1);
-    metrics::histogram!(REQUEST_DURATION, "route" => route.to_owned())
-        .record(duration.as_secs_f64());
+/// One answered request; `route` is a [`label`].
+pub fn request(route: &'static str, status: StatusCode, duration: Duration) {
+    metrics::counter!(REQUESTS, "route" => route, "status" => label(status.as_str())).increment(1);
+    metrics::histogram!(REQUEST_DURATION, "route" => route).record(duration.as_secs_f64());
+}
+
+/// `value` as a label that lives as long as the process, made once per distinct value: every
+/// request labels its metrics (and its span) with its route and status, and borrowing them
+/// here saves copying them for each. Only for values of a small, bounded set, such as route
+/// templates and status codes, never anything a client chooses: each is kept for good.
+pub fn label(value: &str) -> &'static str {
+    thread_local! {
+        /// The labels this thread has used: found without a lock shared with other threads.
+        static USED: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+    }
+    /// Every label made, so that each value is made once in the process.
+    static MADE: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let find = |labels: &[&'static str]| labels.iter().copied().find(|label| *label == value);
+    USED.with_borrow_mut(|used| {
+        if let Some(label) = find(used) {
+            return label;
+        }
+        let mut made = MADE.lock().unwrap_or_else(PoisonError::into_inner);
+        let label = find(&made).unwrap_or_else(|| {
+            let label: &'static str = Box::leak(value.into());
+            made.push(label);
+            label
+        });
+        used.push(label);
+        label
+    })
 }
 
 /// Events the stream acknowledged.
@@ -67,4 +96,31 @@ pub fn stream_publish_failure(reason: &'static str) {
 /// Rejections that could not be kept.
 pub fn rejections_dropped(count: u64) {
     metrics::counter!(REJECTIONS_DROPPED).increment(count);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label;
+
+    #[test]
+    fn a_label_is_made_once_per_value_and_borrowed_after() {
+        let first = label(&String::from("/{client}/label_test"));
+        let again = label(&String::from("/{client}/label_test"));
+        assert_eq!(first, "/{client}/label_test");
+        assert!(
+            std::ptr::eq(first, again),
+            "the second call made a new label"
+        );
+        let other = label("/{client}/label_test_other");
+        assert_eq!(other, "/{client}/label_test_other");
+        assert!(!std::ptr::eq(first, other));
+        // Another thread borrows the same label, not a copy of its own.
+        let elsewhere = std::thread::spawn(|| label("/{client}/label_test"))
+            .join()
+            .unwrap();
+        assert!(
+            std::ptr::eq(first, elsewhere),
+            "another thread made its own label"
+        );
+    }
 }

@@ -82,27 +82,25 @@ pub(crate) async fn edge(
             id
         }
     };
-    // A client's id: bounded, as everything a client puts in a log line.
-    let logged_id = request_id
-        .to_str()
-        .ok()
-        .map(|id| id.chars().take(200).collect::<String>());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, MatchedPath::as_str)
-        .to_owned();
+    // The route's template, never the raw path: a label of bounded cardinality, made once.
+    let route = metrics::label(
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(UNMATCHED, MatchedPath::as_str),
+    );
     // The span gives every line the request logs its context: the route, never the raw path
     // (`serve`'s JSON mode makes no spans: its lines carry no span fields).
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
-        route = route.as_str(),
-        request_id = logged_id.as_deref(),
+        route,
+        request_id = bounded(&request_id),
         client = field::Empty,
         event = field::Empty,
     );
-    let task = observed(auth, params, route, logged_id, request, next).instrument(span.clone());
+    let task =
+        observed(auth, params, route, request_id.clone(), request, next).instrument(span.clone());
     let mut response = match tokio::spawn(task).await {
         Ok(response) => response,
         Err(error) => {
@@ -128,8 +126,8 @@ pub(crate) async fn edge(
 async fn observed(
     auth: Auth,
     params: Result<RawPathParams, RawPathParamsRejection>,
-    route: String,
-    request_id: Option<String>,
+    route: &'static str,
+    request_id: HeaderValue,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -140,16 +138,13 @@ async fn observed(
         .get::<LambdaRequestId>()
         .map(|id| id.0.clone());
     // Only names that pass the name rule reach the log: no path text of a client's choosing.
-    let (mut client, mut event) = (None, None);
-    if let Ok(params) = &params {
-        for (name, value) in params {
-            match name {
-                "client" => client = ClientId::parse(value).ok(),
-                "event" => event = EventName::parse(value).ok(),
-                _ => {}
-            }
-        }
-    }
+    let param = |key: &str| {
+        let params = params.as_ref().ok()?;
+        let (_, value) = params.iter().find(|(name, _)| *name == key)?;
+        Some(value)
+    };
+    let client = param("client").filter(|name| ClientId::is_valid(name));
+    let event = param("event").filter(|name| EventName::is_valid(name));
 
     let answer = async {
         // Before the route's extractors: an unauthenticated request learns nothing, not even
@@ -168,23 +163,23 @@ async fn observed(
         .unwrap_or_else(panic_response);
 
     let duration = started.elapsed();
-    let status = response.status().as_u16();
+    let status = response.status();
     let logged = response
         .extensions()
         .get::<Logged>()
         .copied()
         .unwrap_or_default();
-    metrics::request(&route, status, duration);
+    metrics::request(route, status, duration);
     tracing::info!(
         target: "event_processor::request",
-        request_id = request_id.as_deref(),
+        request_id = bounded(&request_id),
         lambda_request_id = lambda_request_id.as_deref(),
         method = %method,
         route,
-        client = client.as_ref().map(ClientId::as_str),
-        event = event.as_ref().map(EventName::as_str),
+        client,
+        event,
         version = logged.version.map(SchemaVersion::get),
-        status,
+        status = status.as_u16(),
         error = logged.error,
         items = logged.items,
         duration_ms = duration.as_secs_f64() * 1000.0,
@@ -192,6 +187,17 @@ async fn observed(
     );
     response
 }
+
+/// A request id as it is logged: bounded, as everything a client puts in a log line, and
+/// only if it is text (`to_str` admits visible ASCII alone, so any byte offset is a char
+/// boundary).
+fn bounded(id: &HeaderValue) -> Option<&str> {
+    let id = id.to_str().ok()?;
+    Some(&id[..id.len().min(MAX_LOGGED_ID)])
+}
+
+/// How much of a request id is logged.
+const MAX_LOGGED_ID: usize = 200;
 
 /// Last line of defence: a panic becomes a logged JSON 500, never a dropped connection.
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {

@@ -11,15 +11,21 @@
 //! A PASSIVE checkpoint never catches up with a writer that does not pause: the frames
 //! appended while it copies are always left, so SQLite never starts the WAL over and the file
 //! grows without bound (324 MB after 12 s of load, measured). Once the WAL holds more than
-//! [`RESTART_FRAMES`], a RESTART checkpoint follows the PASSIVE one: it takes the write lock
-//! for the few frames the PASSIVE left (the writer waits that long, a few times a second at
-//! most under full load, instead of at every 1,000 pages), and the next commit writes the WAL
-//! from its start again, over blocks already allocated. `journal_size_limit` bounds what the
-//! file keeps on disk after that.
+//! [`RESTART_FRAMES`], a RESTART checkpoint follows the PASSIVE one: it copies the few frames
+//! the PASSIVE left, and the next commit writes the WAL from its start again, over blocks
+//! already allocated. `journal_size_limit` bounds what the file keeps on disk after that.
+//!
+//! The RESTART holds the write lock, so it runs on the writer's thread, between two groups,
+//! when this thread asks for it: the sends queued meanwhile wait for those few frames, a few
+//! times a second at most under full load. It never waits for a lock there (a reader still on
+//! the WAL makes it give up until the next ask). Run from this thread, it made the writer's
+//! next `BEGIN IMMEDIATE` find the lock taken, and SQLite's busy handler sleeps in steps of up
+//! to 100 ms before it looks again: sends waited up to ~130 ms for a lock held for a few
+//! (BENCHMARKS.md).
 
 use std::path::PathBuf;
 use std::sync::Weak;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -39,12 +45,15 @@ pub(super) fn run(
     conn: Connection,
     commits: Weak<AtomicU64>,
     checkpoints: Weak<AtomicU64>,
+    restart: Weak<AtomicBool>,
 ) {
     let mut seen = 0;
     let mut truncated = true;
     loop {
         std::thread::sleep(CHECKPOINT_INTERVAL);
-        let (Some(commits), Some(checkpoints)) = (commits.upgrade(), checkpoints.upgrade()) else {
+        let (Some(commits), Some(checkpoints), Some(restart)) =
+            (commits.upgrade(), checkpoints.upgrade(), restart.upgrade())
+        else {
             return;
         };
         let now = commits.load(Ordering::Relaxed);
@@ -58,16 +67,14 @@ pub(super) fn run(
         } else {
             continue;
         };
-        let Some(frames) = checkpoint(&path, &conn, mode) else {
+        let Some(frames) = checkpoint(&conn, mode) else {
+            tracing::debug!(path = %path.display(), mode, "WAL checkpoint skipped");
             truncated = false;
             continue;
         };
         checkpoints.fetch_add(1, Ordering::Relaxed);
-        if mode == "PASSIVE"
-            && frames > RESTART_FRAMES
-            && checkpoint(&path, &conn, "RESTART").is_some()
-        {
-            checkpoints.fetch_add(1, Ordering::Relaxed);
+        if mode == "PASSIVE" && frames > RESTART_FRAMES {
+            restart.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -75,14 +82,14 @@ pub(super) fn run(
 /// One checkpoint: the WAL's size in frames when it completed, or `None` when it could not
 /// (a busy database — another process's writer or reader — only delays it to the next round;
 /// nothing is lost by skipping one).
-fn checkpoint(path: &std::path::Path, conn: &Connection, mode: &str) -> Option<i64> {
+pub(super) fn checkpoint(conn: &Connection, mode: &str) -> Option<i64> {
     match conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
         Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
     }) {
         Ok((0, frames)) => Some(frames),
         Ok(_) => None,
         Err(error) => {
-            tracing::debug!(%error, path = %path.display(), mode, "WAL checkpoint skipped");
+            tracing::debug!(%error, mode, "WAL checkpoint skipped");
             None
         }
     }

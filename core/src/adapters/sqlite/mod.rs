@@ -24,7 +24,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak, mpsc};
 use std::time::Duration;
 
@@ -313,25 +313,29 @@ impl SqliteDb {
         let reader = open_connection(&path, busy_timeout).map_err(sqlite)?;
         let (sender, receiver) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
+        let checkpoints = Arc::new(AtomicU64::new(0));
+        let restart = Arc::new(AtomicBool::new(false));
         let pending = Arc::new(AtomicUsize::new(0));
         let counters = writer::Counters {
             commits: commits.clone(),
+            checkpoints: checkpoints.clone(),
+            restart: restart.clone(),
             pending: pending.clone(),
         };
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer::run(write_conn, receiver, &counters))
             .map_err(OpenError::Writer)?;
-        let checkpoints = Arc::new(AtomicU64::new(0));
-        let (watched, counted, at) = (
+        let (watched, counted, asks, at) = (
             Arc::downgrade(&commits),
             Arc::downgrade(&checkpoints),
+            Arc::downgrade(&restart),
             path.clone(),
         );
         if !inline_checkpoints {
             std::thread::Builder::new()
                 .name("sqlite-checkpoint".into())
-                .spawn(move || checkpoint::run(at, checkpoint_conn, watched, counted))
+                .spawn(move || checkpoint::run(at, checkpoint_conn, watched, counted, asks))
                 .map_err(OpenError::Writer)?;
         }
         Ok(Arc::new(Self {
@@ -364,7 +368,8 @@ impl SqliteDb {
         self.commits.load(Ordering::Relaxed)
     }
 
-    /// WAL checkpoints completed by this handle's checkpointer so far.
+    /// WAL checkpoints completed for this handle so far (its checkpointer's, and the RESTARTs
+    /// its writer runs when the checkpointer asks).
     pub fn checkpoints(&self) -> u64 {
         self.checkpoints.load(Ordering::Relaxed)
     }

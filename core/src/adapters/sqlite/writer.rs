@@ -3,7 +3,7 @@
 //! command only after that transaction committed; if it fails, every command in it fails
 //! (a row one command cannot read fails that command alone: see [`commit_group`]).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime};
 
@@ -131,10 +131,15 @@ struct OutcomeMismatch;
 #[error("the SQLite writer thread has stopped")]
 pub(super) struct WriterStopped;
 
-/// What the writer reports to its handle.
+/// What the writer reports to its handle, and what the checkpointer asks of it.
 pub(super) struct Counters {
     /// Transactions committed.
     pub commits: Arc<AtomicU64>,
+    /// Checkpoints completed (the checkpointer's and the writer's RESTARTs).
+    pub checkpoints: Arc<AtomicU64>,
+    /// Set by the checkpointer when the WAL should start over: the writer runs the RESTART
+    /// checkpoint between two groups (see `checkpoint`).
+    pub restart: Arc<AtomicBool>,
     /// Commands sent and not answered yet (the handle counts them in, the writer out).
     pub pending: Arc<AtomicUsize>,
 }
@@ -159,7 +164,31 @@ pub(super) fn run(mut conn: Connection, commands: mpsc::Receiver<Command>, count
         for (command, done) in answers {
             command.answer(done);
         }
+        // After the answers: the group just committed does not wait for it; the sends queued
+        // meanwhile wait for the frames the checkpointer's last PASSIVE left, and no longer.
+        if counters.restart.swap(false, Ordering::Relaxed) && restart_wal(&conn) {
+            counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+        }
     }
+}
+
+/// A RESTART checkpoint that never waits for a lock: a reader still on the WAL (or another
+/// process's writer) makes it give up at once, and the checkpointer asks again after its next
+/// PASSIVE, rather than every queued send waiting out the busy handler's sleeps.
+fn restart_wal(conn: &Connection) -> bool {
+    let Ok(timeout) = conn.pragma_query_value(None, "busy_timeout", |row| row.get::<_, i64>(0))
+    else {
+        return false;
+    };
+    if conn.pragma_update(None, "busy_timeout", 0).is_err() {
+        return false;
+    }
+    let restarted = super::checkpoint::checkpoint(conn, "RESTART").is_some();
+    if let Err(error) = conn.pragma_update(None, "busy_timeout", timeout) {
+        // Only a broken connection fails a pragma; its next transaction reports it.
+        tracing::error!(%error, "restoring the SQLite writer's busy timeout failed");
+    }
+    restarted
 }
 
 /// A command and what it came to, to be answered.
