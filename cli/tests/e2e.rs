@@ -524,3 +524,69 @@ fn listen_rejected_follows_the_rejections_another_process_keeps() {
             .all(|r| r["client"] == "SpongeBob" && r["event"] == "Fruits")
     );
 }
+
+/// `serve`'s lines are written by a thread of its own, which must live as long as the command
+/// (its guard dropped early, every line after it is lost: this test then fails). On SIGTERM
+/// every line, the last one included, is written before the process exits. (The thread
+/// writes a line as soon as it is queued, so lines left in the queue at exit are too rare to
+/// catch here; the guard's drop at the end of `main` writes those.)
+#[test]
+fn serve_writes_every_log_line_before_it_exits_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = command(dir.path())
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .env_remove("LOG_FORMAT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stdout = lines(child.stdout.take().unwrap());
+    let stderr = lines(child.stderr.take().unwrap());
+    let mut running = Running(child);
+    let first = stdout
+        .recv_timeout(TIMEOUT)
+        .expect("serve prints its address");
+    let url = first
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    let (status, _) = http(&url, "POST", "/Flushed/Fruits/register_event", Some("{}"));
+    assert_eq!(status, 201);
+    let sends = 50;
+    for _ in 0..sends {
+        let (status, _) = http(
+            &url,
+            "POST",
+            "/Flushed/Fruits/send_event",
+            Some(r#"{"fruit":"kiwi"}"#),
+        );
+        assert_eq!(status, 200);
+    }
+
+    let pid = running.0.id().to_string();
+    let signalled = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(signalled.success());
+    let exit = running.0.wait().unwrap();
+    assert!(exit.success(), "serve exited with {exit}");
+
+    // The pipe is closed now: these are all the lines serve wrote.
+    let logged: Vec<Value> = stderr
+        .iter()
+        .map(|line| {
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"))
+        })
+        .collect();
+    let sent = logged
+        .iter()
+        .filter(|line| line["message"] == "request")
+        .filter(|line| line["route"] == "/{client}/{event}/send_event")
+        .count();
+    assert_eq!(sent, sends, "{logged:?}");
+    assert_eq!(
+        logged.last().map(|line| &line["message"]),
+        Some(&Value::from("stopped")),
+        "{logged:?}"
+    );
+}
