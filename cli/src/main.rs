@@ -180,9 +180,10 @@ const LOG_FORMAT_VAR: &str = "LOG_FORMAT";
 ///
 /// The lines are written by a thread of their own, which writes what queued up while it wrote
 /// in one system call: under load, one `write` per line was a system call per request beside
-/// the socket's own (BENCHMARKS.md). Nothing is dropped (a full queue makes the logging thread
-/// wait, as a slow stderr did before), and what is queued is written out when the returned
-/// guard drops: keep it until the command ends.
+/// the socket's own (BENCHMARKS.md). Nothing is dropped while the command runs (a full queue
+/// makes the logging thread wait, as a slow stderr did before); what is queued is written out
+/// when the returned guard drops (tracing-appender waits up to a second for it): keep the
+/// guard until the command ends.
 fn init_logging(default_level: &str) -> Result<WorkerGuard, BoxError> {
     let terminal = std::io::stderr().is_terminal();
     let json = match std::env::var(LOG_FORMAT_VAR).as_deref() {
@@ -197,6 +198,7 @@ fn init_logging(default_level: &str) -> Result<WorkerGuard, BoxError> {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("log-writer")
         .finish(std::io::BufWriter::new(std::io::stderr()));
     let logs = tracing_subscriber::registry().with(filter);
@@ -221,6 +223,10 @@ fn init_logging(default_level: &str) -> Result<WorkerGuard, BoxError> {
     }
     Ok(guard)
 }
+
+/// Lines queued for the log writer before a request that logs waits for it: a few MB, which
+/// bounds the memory a slow stderr reader can make `serve` hold (the crate's default is 128,000).
+const LOG_QUEUE_LINES: usize = 16_384;
 
 /// Buckets of `request_duration_seconds`: from a cache-warm 1 ms to the 10 s request budget.
 const DURATION_BUCKETS: &[f64] = &[

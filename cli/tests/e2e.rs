@@ -48,7 +48,23 @@ fn lines(stdout: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> 
 
 /// Starts `serve` on a free port with no configuration; returns it and its base URL.
 fn serve(dir: &Path) -> (Running, String) {
-    let mut child = command(dir)
+    start(command(dir))
+}
+
+/// [`serve`] at the `info` level, with its stderr read: JSON lines (a pipe is not a terminal).
+fn serve_logging(dir: &Path) -> (Running, String, mpsc::Receiver<String>) {
+    let mut command = command(dir);
+    command
+        .env("RUST_LOG", "info")
+        .env_remove("LOG_FORMAT")
+        .stderr(Stdio::piped());
+    let (mut running, url) = start(command);
+    let stderr = lines(running.0.stderr.take().unwrap());
+    (running, url, stderr)
+}
+
+fn start(mut command: Command) -> (Running, String) {
+    let mut child = command
         .args(["serve", "--addr", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .spawn()
@@ -306,26 +322,7 @@ fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 #[test]
 fn serve_counts_what_it_was_sent_and_logs_one_json_line_per_request() {
     let dir = tempfile::tempdir().unwrap();
-    // stderr is a pipe, not a terminal: JSON lines by default.
-    let mut child = command(dir.path())
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .env_remove("LOG_FORMAT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve starts");
-    let stdout = lines(child.stdout.take().unwrap());
-    let stderr = lines(child.stderr.take().unwrap());
-    let running = Running(child);
-    let first = stdout
-        .recv_timeout(TIMEOUT)
-        .expect("serve prints its address");
-    let url = first
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap()
-        .to_owned();
+    let (running, url, stderr) = serve_logging(dir.path());
 
     let (status, _) = http(
         &url,
@@ -533,25 +530,7 @@ fn listen_rejected_follows_the_rejections_another_process_keeps() {
 #[test]
 fn serve_writes_every_log_line_before_it_exits_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = command(dir.path())
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .env_remove("LOG_FORMAT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve starts");
-    let stdout = lines(child.stdout.take().unwrap());
-    let stderr = lines(child.stderr.take().unwrap());
-    let mut running = Running(child);
-    let first = stdout
-        .recv_timeout(TIMEOUT)
-        .expect("serve prints its address");
-    let url = first
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap()
-        .to_owned();
+    let (mut running, url, stderr) = serve_logging(dir.path());
     let (status, _) = http(&url, "POST", "/Flushed/Fruits/register_event", Some("{}"));
     assert_eq!(status, 201);
     let sends = 50;

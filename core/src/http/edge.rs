@@ -169,7 +169,7 @@ async fn observed(
         .get::<Logged>()
         .copied()
         .unwrap_or_default();
-    metrics::request(route, status, duration);
+    metrics::request(route, metrics::label(status.as_str()), duration);
     tracing::info!(
         target: "event_processor::request",
         request_id = bounded(&request_id),
@@ -189,11 +189,11 @@ async fn observed(
 }
 
 /// A request id as it is logged: bounded, as everything a client puts in a log line, and
-/// only if it is text (`to_str` admits visible ASCII alone, so any byte offset is a char
-/// boundary).
+/// only if it is text (`to_str` admits visible ASCII alone, so its first 200 bytes are its
+/// first 200 characters).
 fn bounded(id: &HeaderValue) -> Option<&str> {
     let id = id.to_str().ok()?;
-    Some(&id[..id.len().min(MAX_LOGGED_ID)])
+    Some(id.get(..MAX_LOGGED_ID).unwrap_or(id))
 }
 
 /// How much of a request id is logged.

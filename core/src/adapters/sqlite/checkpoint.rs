@@ -1,5 +1,6 @@
 //! The WAL checkpointer: copies committed WAL frames into the database file on a thread of its
-//! own, so that no acknowledgement waits for it.
+//! own, so that no acknowledgement waits for that copy (only, a few times a second under full
+//! load, for the short RESTART below).
 //!
 //! By default SQLite checkpoints inside the commit that pushes the WAL past 1,000 pages: that
 //! commit writes and fsyncs the database file while every send queued behind it waits, which
@@ -23,7 +24,6 @@
 //! to 100 ms before it looks again: sends waited up to ~130 ms for a lock held for a few
 //! (BENCHMARKS.md).
 
-use std::path::PathBuf;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -41,7 +41,6 @@ pub const RESTART_FRAMES: i64 = 4096;
 
 /// Runs until the database handle that owns `commits` is dropped.
 pub(super) fn run(
-    path: PathBuf,
     conn: Connection,
     commits: Weak<AtomicU64>,
     checkpoints: Weak<AtomicU64>,
@@ -68,13 +67,15 @@ pub(super) fn run(
             continue;
         };
         let Some(frames) = checkpoint(&conn, mode) else {
-            tracing::debug!(path = %path.display(), mode, "WAL checkpoint skipped");
             truncated = false;
             continue;
         };
         checkpoints.fetch_add(1, Ordering::Relaxed);
-        if mode == "PASSIVE" && frames > RESTART_FRAMES {
-            restart.store(true, Ordering::Relaxed);
+        match mode {
+            "PASSIVE" if frames > RESTART_FRAMES => restart.store(true, Ordering::Relaxed),
+            // The WAL is empty now: a restart asked for before is done.
+            "TRUNCATE" => restart.store(false, Ordering::Relaxed),
+            _ => {}
         }
     }
 }

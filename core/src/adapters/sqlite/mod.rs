@@ -307,9 +307,12 @@ impl SqliteDb {
                 .map_err(sqlite)?;
         }
         let checkpoint_conn = open_connection(&path, busy_timeout).map_err(sqlite)?;
-        checkpoint_conn
-            .pragma_update(None, "journal_size_limit", checkpoint::JOURNAL_SIZE_LIMIT)
-            .map_err(sqlite)?;
+        // SQLite applies the limit on the connection that next writes after the WAL was reset:
+        // the writer after its RESTART, the checkpointer for its TRUNCATE.
+        for conn in [&write_conn, &checkpoint_conn] {
+            conn.pragma_update(None, "journal_size_limit", checkpoint::JOURNAL_SIZE_LIMIT)
+                .map_err(sqlite)?;
+        }
         let reader = open_connection(&path, busy_timeout).map_err(sqlite)?;
         let (sender, receiver) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
@@ -324,18 +327,17 @@ impl SqliteDb {
         };
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer::run(write_conn, receiver, &counters))
+            .spawn(move || writer::run(write_conn, busy_timeout, receiver, &counters))
             .map_err(OpenError::Writer)?;
-        let (watched, counted, asks, at) = (
+        let (watched, counted, asks) = (
             Arc::downgrade(&commits),
             Arc::downgrade(&checkpoints),
             Arc::downgrade(&restart),
-            path.clone(),
         );
         if !inline_checkpoints {
             std::thread::Builder::new()
                 .name("sqlite-checkpoint".into())
-                .spawn(move || checkpoint::run(at, checkpoint_conn, watched, counted, asks))
+                .spawn(move || checkpoint::run(checkpoint_conn, watched, counted, asks))
                 .map_err(OpenError::Writer)?;
         }
         Ok(Arc::new(Self {

@@ -145,7 +145,12 @@ pub(super) struct Counters {
 }
 
 /// The writer thread's body: blocks until there is work; ends when every handle is dropped.
-pub(super) fn run(mut conn: Connection, commands: mpsc::Receiver<Command>, counters: &Counters) {
+pub(super) fn run(
+    mut conn: Connection,
+    busy_timeout: Duration,
+    commands: mpsc::Receiver<Command>,
+    counters: &Counters,
+) {
     while let Ok(first) = commands.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -166,7 +171,7 @@ pub(super) fn run(mut conn: Connection, commands: mpsc::Receiver<Command>, count
         }
         // After the answers: the group just committed does not wait for it; the sends queued
         // meanwhile wait for the frames the checkpointer's last PASSIVE left, and no longer.
-        if counters.restart.swap(false, Ordering::Relaxed) && restart_wal(&conn) {
+        if counters.restart.swap(false, Ordering::Relaxed) && restart_wal(&conn, busy_timeout) {
             counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -175,17 +180,17 @@ pub(super) fn run(mut conn: Connection, commands: mpsc::Receiver<Command>, count
 /// A RESTART checkpoint that never waits for a lock: a reader still on the WAL (or another
 /// process's writer) makes it give up at once, and the checkpointer asks again after its next
 /// PASSIVE, rather than every queued send waiting out the busy handler's sleeps.
-fn restart_wal(conn: &Connection) -> bool {
-    let Ok(timeout) = conn.pragma_query_value(None, "busy_timeout", |row| row.get::<_, i64>(0))
-    else {
-        return false;
-    };
-    if conn.pragma_update(None, "busy_timeout", 0).is_err() {
+/// (`the_wal_of_a_database_written_without_pause_stays_bounded` keeps the WAL bounded with a
+/// reader reading back to back all along.)
+fn restart_wal(conn: &Connection, busy_timeout: Duration) -> bool {
+    if conn.busy_timeout(Duration::ZERO).is_err() {
         return false;
     }
     let restarted = super::checkpoint::checkpoint(conn, "RESTART").is_some();
-    if let Err(error) = conn.pragma_update(None, "busy_timeout", timeout) {
-        // Only a broken connection fails a pragma; its next transaction reports it.
+    if let Err(error) = conn.busy_timeout(busy_timeout) {
+        // SQLite fails this only for a connection that is no longer usable. Were it to, the
+        // writer would meet every lock at once (its group failing with a 503) instead of
+        // waiting for it: say so.
         tracing::error!(%error, "restoring the SQLite writer's busy timeout failed");
     }
     restarted

@@ -431,6 +431,30 @@ async fn the_wal_of_a_database_written_without_pause_stays_bounded() {
     let wal = path.with_extension("db-wal");
     let wal_size = move || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
 
+    // and another connection reads the log back to back all along, as `listen` does (so a
+    // restart always has readers to get past),
+    let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let reader = {
+        let (path, reading, client) = (path.clone(), reading.clone(), client.to_string());
+        std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            let mut latest = conn
+                .prepare(
+                    "SELECT count(*) FROM (SELECT data FROM events WHERE client = ?1
+                     AND event = 'Wal' ORDER BY offset DESC LIMIT 100)",
+                )
+                .unwrap();
+            let mut reads = 0_u64;
+            while reading.load(std::sync::atomic::Ordering::Relaxed) {
+                latest
+                    .query_row([&client], |row| row.get::<_, i64>(0))
+                    .unwrap();
+                reads += 1;
+            }
+            reads
+        })
+    };
+
     // when eight producers write several times the restart threshold's worth of events (so
     // that a commit is always queued behind the one in progress),
     let page = 4096;
@@ -458,6 +482,8 @@ async fn the_wal_of_a_database_written_without_pause_stays_bounded() {
         writer.await.unwrap();
     }
     let largest = largest.load(std::sync::atomic::Ordering::Relaxed);
+    reading.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0, "the reader never read");
 
     // then the WAL file never grew much past the threshold (a checkpointer round of writes
     // past it at most), and every event is in the log.
