@@ -21,8 +21,8 @@
 //! times a second at most under full load. It never waits for a lock there (a reader still on
 //! the WAL makes it give up until the next ask). Run from this thread, it made the writer's
 //! next `BEGIN IMMEDIATE` find the lock taken, and SQLite's busy handler sleeps in steps of up
-//! to 100 ms before it looks again: sends waited up to ~130 ms for a lock held for a few
-//! (BENCHMARKS.md).
+//! to 100 ms before it looks again, while the RESTART, holding the lock, could itself wait in
+//! its busy handler for readers: sends waited up to 131 ms (BENCHMARKS.md).
 
 use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
