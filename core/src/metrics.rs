@@ -96,6 +96,46 @@ pub fn rejections_dropped(count: u64) {
     metrics::counter!(REJECTIONS_DROPPED).increment(count);
 }
 
+/// Recording metrics in a test, apart from every other test.
+#[cfg(test)]
+pub(crate) mod testing {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    /// A counter as recorded: name, labels, value.
+    pub(crate) type Counted = (String, Vec<(String, String)>, u64);
+
+    /// The counters `run` recorded, with a recorder of its own (this thread only: tests
+    /// running in parallel do not mix in). `run` runs on a current-thread runtime, so the
+    /// tasks it spawns record there too.
+    pub(crate) fn counted(run: impl AsyncFnOnce()) -> Vec<Counted> {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        ::metrics::with_local_recorder(&recorder, || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(run())
+        });
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| match value {
+                DebugValue::Counter(n) => {
+                    let key = key.key();
+                    let labels = key
+                        .labels()
+                        .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                        .collect();
+                    Some((key.name().to_owned(), labels, n))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::label;

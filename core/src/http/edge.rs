@@ -221,40 +221,24 @@ mod tests {
     use axum::Router;
     use axum::body::Body;
     use axum::routing::get;
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     use tower::ServiceExt;
 
     use super::*;
 
-    /// The `requests_total` samples (route, status, count) of the requests `run` makes, with a
-    /// recorder of this thread's own; the spawned request tasks run on it too (current-thread
-    /// runtime).
+    /// The `requests_total` samples (route, status, count) of the requests `run` makes.
     fn requests_counted(run: impl AsyncFnOnce()) -> Vec<(String, String, u64)> {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        ::metrics::with_local_recorder(&recorder, || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(run())
-        });
-        snapshotter
-            .snapshot()
-            .into_vec()
+        metrics::testing::counted(run)
             .into_iter()
-            .filter_map(|(key, _, _, value)| match value {
-                DebugValue::Counter(n) if key.key().name() == metrics::REQUESTS => {
-                    let label = |name| {
-                        key.key()
-                            .labels()
-                            .find(|l| l.key() == name)
-                            .map(|l| l.value().to_owned())
-                            .unwrap_or_default()
-                    };
-                    Some((label("route"), label("status"), n))
-                }
-                _ => None,
+            .filter(|(name, _, _)| name == metrics::REQUESTS)
+            .map(|(_, labels, n)| {
+                let label = |wanted: &str| {
+                    labels
+                        .iter()
+                        .find(|(key, _)| key == wanted)
+                        .map(|(_, value)| value.clone())
+                        .unwrap_or_default()
+                };
+                (label("route"), label("status"), n)
             })
             .collect()
     }

@@ -312,12 +312,12 @@ mod tests {
     use std::sync::Arc;
 
     use async_trait::async_trait;
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     use serde_json::json;
 
     use super::super::Item;
     use super::super::tests::{deadline, fixture, names, person_schema};
     use super::*;
+    use crate::metrics::testing::{Counted, counted};
     use crate::ports::{RejectionStore, StoreError, cause};
 
     /// A rejection store that is down.
@@ -361,39 +361,6 @@ mod tests {
         ) -> Result<(), StoreError> {
             Err(StoreError::Unavailable(cause(DownError)))
         }
-    }
-
-    /// A counter as recorded: name, labels, value.
-    type Counted = (String, Vec<(String, String)>, u64);
-
-    /// The counters `run` recorded, with a recorder of its own (this thread only: tests
-    /// running in parallel do not mix in).
-    fn counted(run: impl AsyncFnOnce()) -> Vec<Counted> {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        ::metrics::with_local_recorder(&recorder, || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(run())
-        });
-        snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .filter_map(|(key, _, _, value)| match value {
-                DebugValue::Counter(n) => {
-                    let key = key.key();
-                    let labels = key
-                        .labels()
-                        .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                        .collect();
-                    Some((key.name().to_owned(), labels, n))
-                }
-                _ => None,
-            })
-            .collect()
     }
 
     fn total(counters: &[Counted], name: &str, reason: Option<&str>) -> u64 {
